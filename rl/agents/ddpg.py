@@ -1,0 +1,754 @@
+"""Deep Deterministic Policy Gradient (Lillicrap et al., 2016) on the user's own Keras actor and critic."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rl.core import Agent, Processor
+from rl.memory import ObservationWindow
+from rl.random import RandomProcess
+from rl.util import atomic_path, check_int, check_number, clone_optimizer, get_optimizer
+
+__all__ = ["DDPGAgent"]
+
+_BASE_METRICS = ["critic_loss", "actor_loss", "mean_q"]
+
+
+class DDPGAgent(Agent):
+    """DDPG: an actor `mu(s)` trained to maximise a critic `Q(s, a)`, with target networks.
+
+    Each training step (one compiled TensorFlow function) does, on a batch from `memory`:
+
+    ```
+    y      = r + gamma * (1 - terminal) * Q'(s1, mu'(s1))      # TD target from the target nets
+    critic : minimise mean(huber(y - Q(s0, a), delta_clip))    # 0.5 * td^2 when delta_clip=inf
+    actor  : minimise -mean(Q(s0, mu(s0)))                     # with the critic just updated
+    targets: w' <- tau * w + (1 - tau) * w'                    # or a hard copy every N steps
+    ```
+
+    A time-limit truncation is not a termination: such a transition bootstraps from its real
+    final observation. For speed, the training step that `backward` schedules runs fused with the
+    next `forward` (one compiled call trains and returns the next action, as the order of
+    operations requires anyway); `backward` therefore reports the metrics of the previous step.
+
+    Args:
+        nb_actions: size of the action vector, >= 1. The action space must be a bounded
+            `gymnasium.spaces.Box` of shape `(nb_actions,)`.
+        actor: Keras model from observation(s) to actions, output shape `(None, nb_actions)`.
+            Its observation input may be shaped `(window_length,) + obs_shape` (keras-rl style,
+            e.g. `Flatten` first) or, when `window_length == 1`, `obs_shape`.
+        critic: Keras model from `[action, observation(s)]` to one Q-value, output `(None, 1)`.
+        critic_action_input: the Keras `Input` of `critic` that receives the action.
+        memory: replay memory, typically `rl.memory.SequentialMemory`.
+        gamma: discount factor in `[0, 1]`. Defaults to `0.99`.
+        batch_size: transitions per training step, in `[1, memory.limit]`. Defaults to `32`.
+        nb_steps_warmup_critic: steps before the critic trains. Defaults to `1000`.
+        nb_steps_warmup_actor: steps before the actor trains. Defaults to `1000`.
+        train_interval: train every this many steps. Defaults to `1`.
+        memory_interval: store every this many steps. Defaults to `1`.
+        delta_range: deprecated; use `delta_clip`. Defaults to `None`.
+        delta_clip: Huber loss threshold on the TD error; `inf` gives `0.5 * td^2`. Defaults to
+            `inf`.
+        random_process: exploration noise added to actions while training (e.g.
+            `OrnsteinUhlenbeckProcess(size=nb_actions, ...)`), or `None`. Defaults to `None`.
+        custom_model_objects: custom layers/objects needed to clone the models into target
+            networks. Defaults to `None`.
+        target_model_update: `< 1`: soft update with this `tau` after each training step;
+            `>= 1`: hard copy every `int(target_model_update)` steps. Defaults to `0.001`.
+        processor: an `rl.core.Processor`. Defaults to `None`.
+        jit_compile: compile the training step with XLA (falls back with a warning if a model
+            cannot be compiled). Defaults to `True`.
+
+    Raises:
+        TypeError, ValueError: at construction, naming the argument and the value received,
+            when the models, memory or hyper-parameters do not fit together.
+
+    Example:
+
+    ```python
+    agent = DDPGAgent(nb_actions=1, actor=actor, critic=critic, critic_action_input=action_input,
+                      memory=SequentialMemory(limit=100_000), random_process=noise)
+    agent.compile(keras.optimizers.Adam(learning_rate=1e-3), metrics=["mae"])
+    agent.fit(env, nb_steps=20_000)
+    agent.test(env, nb_episodes=5, visualize=False)
+    ```
+    """
+
+    def __init__(
+        self,
+        nb_actions: int,
+        actor: keras.Model,
+        critic: keras.Model,
+        critic_action_input: Any,
+        memory: Any,
+        gamma: float = 0.99,
+        batch_size: int = 32,
+        nb_steps_warmup_critic: int = 1000,
+        nb_steps_warmup_actor: int = 1000,
+        train_interval: int = 1,
+        memory_interval: int = 1,
+        delta_range: tuple[float, float] | None = None,
+        delta_clip: float = np.inf,
+        random_process: RandomProcess | None = None,
+        custom_model_objects: dict | None = None,
+        target_model_update: float = 0.001,
+        processor: Processor | None = None,
+        jit_compile: bool = True,
+    ):
+        super().__init__(processor=processor)
+        self.nb_actions = check_int("nb_actions", nb_actions, minimum=1)
+        for name, model in (("actor", actor), ("critic", critic)):
+            if not isinstance(model, keras.Model):
+                raise TypeError(f"`{name}` must be a Keras model. Received: {name}={model!r}")
+        if not (hasattr(memory, "append") and hasattr(memory, "sample")):
+            raise TypeError(f"`memory` must be a replay memory such as SequentialMemory. Received: memory={memory!r}")
+        self.gamma = check_number("gamma", gamma, low=0.0, high=1.0)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        limit = getattr(memory, "limit", None)
+        if limit is not None and self.batch_size > limit:
+            raise ValueError(
+                f"`batch_size` cannot exceed the memory's limit ({limit}). Received: batch_size={batch_size}"
+            )
+        self.nb_steps_warmup_critic = check_int("nb_steps_warmup_critic", nb_steps_warmup_critic, minimum=0)
+        self.nb_steps_warmup_actor = check_int("nb_steps_warmup_actor", nb_steps_warmup_actor, minimum=0)
+        self.train_interval = check_int("train_interval", train_interval, minimum=1)
+        self.memory_interval = check_int("memory_interval", memory_interval, minimum=1)
+        if delta_range is not None:
+            warnings.warn(
+                "`delta_range` is deprecated and will be removed; use `delta_clip` instead. Using "
+                f"delta_clip={delta_range[1]}.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            delta_clip = delta_range[1]
+        self.delta_clip = check_number("delta_clip", delta_clip, low=0.0, low_inclusive=False, allow_inf=True)
+        self.target_model_update = check_number(
+            "target_model_update", target_model_update, low=0.0, low_inclusive=False
+        )
+        if self.target_model_update >= 1:
+            self.target_model_update = float(int(self.target_model_update))
+        if random_process is not None:
+            if not hasattr(random_process, "sample"):
+                raise TypeError(
+                    f"`random_process` must have a `sample()` method. Received: random_process={random_process!r}"
+                )
+            size = getattr(random_process, "size", self.nb_actions)
+            if size != self.nb_actions:
+                raise ValueError(
+                    f"The random process's `size` must equal `nb_actions` ({self.nb_actions}). "
+                    f"Received: random_process.size={size}"
+                )
+        self.window_length = int(getattr(memory, "window_length", 1))
+        if self.window_length > 1 and self.memory_interval > 1:
+            raise ValueError(
+                "`memory_interval` > 1 stores steps that are not consecutive, so observation windows "
+                f"(window_length={self.window_length}) cannot be rebuilt from memory. "
+                f"Received: memory_interval={memory_interval}"
+            )
+
+        # -- the models
+        action_index = [i for i, t in enumerate(critic.inputs) if t is critic_action_input]
+        if not action_index:
+            raise ValueError(
+                "`critic_action_input` must be one of the critic's inputs (the very `keras.Input` passed to the "
+                f"critic). Received: critic_action_input={critic_action_input!r}, critic.inputs={critic.inputs}"
+            )
+        if len(critic.outputs) != 1 or tuple(critic.outputs[0].shape[1:]) != (1,):
+            raise ValueError(
+                "The critic must have a single output of shape (None, 1). "
+                f"Received: critic.outputs={[tuple(o.shape) for o in critic.outputs]}"
+            )
+        if len(actor.outputs) != 1 or tuple(actor.outputs[0].shape[1:]) != (self.nb_actions,):
+            raise ValueError(
+                f"The actor must have a single output of shape (None, {self.nb_actions}) (nb_actions={self.nb_actions}). "
+                f"Received: actor.outputs={[tuple(o.shape) for o in actor.outputs]}"
+            )
+        action_shape = tuple(critic_action_input.shape[1:])
+        if action_shape != (self.nb_actions,):
+            raise ValueError(
+                f"`critic_action_input` must have shape (None, {self.nb_actions}). "
+                f"Received: critic_action_input.shape={tuple(critic_action_input.shape)}"
+            )
+        self._action_index = action_index[0]
+        self._critic_obs_inputs = [t for i, t in enumerate(critic.inputs) if i != self._action_index]
+        if len(self._critic_obs_inputs) != len(actor.inputs):
+            raise ValueError(
+                f"The critic must take the same observation inputs as the actor plus the action: the actor has "
+                f"{len(actor.inputs)} input(s), the critic {len(critic.inputs)}. Received: critic.inputs={critic.inputs}"
+            )
+        self.actor = actor
+        self.critic = critic
+        self.critic_action_input = critic_action_input
+        self.memory = memory
+        self.random_process = random_process
+        self.custom_model_objects = dict(custom_model_objects or {})
+        self.jit_compile = bool(jit_compile)
+        self.target_actor = self._clone(actor, "actor")
+        self.target_critic = self._clone(critic, "critic")
+        self._stateful_layers = [
+            layer
+            for model in (actor, critic)
+            for layer in model.layers
+            if getattr(layer, "stateful", False) and hasattr(layer, "reset_state")
+        ]
+
+        self._window = ObservationWindow(self.window_length)
+        self._low: np.ndarray | None = None
+        self._high: np.ndarray | None = None
+        self._obs_shape: tuple | None = None
+        self._input_shapes: list[tuple] | None = None  # model-side shapes of each observation input
+        self._fns: dict = {}
+        self._pending: tuple[bool, bool] | None = None
+        self._pending_hard_update = False
+        self._last_metrics = np.full(len(_BASE_METRICS), np.nan, dtype=np.float32)
+        self._metric_fns: list = []
+        self._metric_names: list[str] = []
+        self.recent_observation: Any = None
+        self.recent_action: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ setup
+    def _clone(self, model: keras.Model, name: str) -> keras.Model:
+        try:
+            with keras.saving.custom_object_scope(self.custom_model_objects):
+                clone = keras.models.clone_model(model)
+        except Exception as e:  # noqa: BLE001 - any failure means the model cannot be cloned
+            raise ValueError(
+                f"The {name} could not be cloned into a target network ({e}). Pass its custom layers in "
+                f"`custom_model_objects`. Received: custom_model_objects={self.custom_model_objects!r}"
+            ) from e
+        clone.set_weights(model.get_weights())
+        return clone
+
+    def get_config(self) -> dict[str, Any]:
+        config = {
+            "nb_actions": self.nb_actions,
+            "gamma": self.gamma,
+            "batch_size": self.batch_size,
+            "nb_steps_warmup_critic": self.nb_steps_warmup_critic,
+            "nb_steps_warmup_actor": self.nb_steps_warmup_actor,
+            "train_interval": self.train_interval,
+            "memory_interval": self.memory_interval,
+            "delta_clip": self.delta_clip,
+            "target_model_update": self.target_model_update,
+            "jit_compile": self.jit_compile,
+            "actor": self.actor.name,
+            "critic": self.critic.name,
+        }
+        if hasattr(self.memory, "get_config"):
+            config["memory"] = self.memory.get_config()
+        if self.random_process is not None and hasattr(self.random_process, "get_config"):
+            config["random_process"] = {
+                "class_name": type(self.random_process).__name__,
+                "config": self.random_process.get_config(),
+            }
+        return config
+
+    def compile(self, optimizer: Any, metrics: list | None = None) -> None:
+        """Sets the optimizers and the extra metrics.
+
+        Args:
+            optimizer: one Keras optimizer (or its name, e.g. `'adam'`), cloned so the actor and
+                the critic each get their own; or a pair `[actor_optimizer, critic_optimizer]`.
+            metrics: functions or names (e.g. `['mae']`) of `metric(y_true, y_pred)` evaluated on
+                the critic's TD targets and predictions, reported after `critic_loss`,
+                `actor_loss` and `mean_q`. Defaults to `None`.
+
+        Raises:
+            TypeError, ValueError: for an unknown optimizer or metric, or a pair of the wrong size.
+        """
+        if isinstance(optimizer, (list, tuple)):
+            if len(optimizer) != 2:
+                raise ValueError(
+                    "`optimizer` must be one optimizer or a pair [actor_optimizer, critic_optimizer]. "
+                    f"Received: {len(optimizer)} optimizers"
+                )
+            actor_opt = get_optimizer(optimizer[0], "optimizer[0]")
+            critic_opt = get_optimizer(optimizer[1], "optimizer[1]")
+            if critic_opt is actor_opt:
+                critic_opt = clone_optimizer(actor_opt)
+        else:
+            actor_opt = get_optimizer(optimizer, "optimizer")
+            critic_opt = clone_optimizer(actor_opt)
+        if actor_opt.built:
+            actor_opt = clone_optimizer(actor_opt)
+        if critic_opt.built:
+            critic_opt = clone_optimizer(critic_opt)
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"`metrics` must be a list. Received: metrics={metrics!r}")
+        metric_fns, metric_names = [], []
+        for m in metrics or []:
+            fn = m
+            if isinstance(m, str):
+                try:
+                    fn = keras.metrics.get(m)
+                except ValueError as e:
+                    raise ValueError(f"Unknown metric. Received: metrics={metrics!r}") from e
+            if isinstance(fn, keras.metrics.Metric):
+                fn = getattr(fn, "_fn", None)
+            if not callable(fn):
+                raise TypeError(f"Each metric must be a function or a name. Received: metric={m!r}")
+            metric_fns.append(fn)
+            metric_names.append(m if isinstance(m, str) else getattr(fn, "__name__", type(fn).__name__))
+        actor_opt.build(self.actor.trainable_variables)
+        critic_opt.build(self.critic.trainable_variables)
+        self.actor_optimizer = actor_opt
+        self.critic_optimizer = critic_opt
+        self._metric_fns = metric_fns
+        self._metric_names = metric_names
+        self._last_metrics = np.full(len(_BASE_METRICS) + len(metric_fns), np.nan, dtype=np.float32)
+        self._fns = {}
+        self.compiled = True
+
+    @property
+    def layers(self) -> list[keras.Model]:
+        """`[actor, critic]`."""
+        return [self.actor, self.critic]
+
+    @property
+    def metrics_names(self) -> list[str]:
+        """`['critic_loss', 'actor_loss', 'mean_q', *metrics, *processor.metrics_names]`."""
+        names = _BASE_METRICS + self._metric_names
+        if self.processor is not None:
+            names = names + list(self.processor.metrics_names)
+        return names
+
+    @property
+    def trace_count(self) -> int:
+        """How many times the agent's compiled functions have been traced (for retrace checks)."""
+        return sum(entry[0].experimental_get_tracing_count() for entry in self._fns.values())
+
+    def reset_states(self) -> None:
+        """Resets the noise process, the observation window and stateful layers (each episode)."""
+        if self.random_process is not None and hasattr(self.random_process, "reset_states"):
+            self.random_process.reset_states()
+        self._window.reset()
+        for layer in self._stateful_layers:
+            layer.reset_state()
+        self.recent_observation = None
+        self.recent_action = None
+
+    def _check_env(self, env: Any) -> None:
+        space = getattr(env, "action_space", None)
+        if not isinstance(space, gym.spaces.Box):
+            raise TypeError(
+                "DDPG needs a continuous action space (gymnasium.spaces.Box). "
+                f"Received: env.action_space={space!r}"
+            )
+        if space.shape != (self.nb_actions,):
+            raise ValueError(
+                f"The action space's shape must be (nb_actions,) = ({self.nb_actions},). "
+                f"Received: env.action_space.shape={space.shape}"
+            )
+        maps_actions = self.processor is not None and type(self.processor).process_action is not Processor.process_action
+        finite = bool(np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)))
+        if not finite and not maps_actions:
+            raise ValueError(
+                "DDPG needs a bounded action space to clip its noisy actions to (or a Processor whose "
+                f"process_action maps actions). Received: env.action_space={space!r}"
+            )
+        if finite and not maps_actions:
+            self._low = space.low.astype(np.float32)
+            self._high = space.high.astype(np.float32)
+        else:
+            self._low = self._high = None
+        obs_space = getattr(env, "observation_space", None)
+        if self.processor is None and isinstance(obs_space, gym.spaces.Box):
+            self._setup_inputs(np.zeros(obs_space.shape, dtype=obs_space.dtype), source="env.observation_space.shape")
+
+    def _process_states(self, states: np.ndarray) -> list[np.ndarray]:
+        if self.processor is not None:
+            states = self.processor.process_state_batch(states)
+        if isinstance(states, (list, tuple)):
+            return [np.asarray(s) for s in states]
+        return [np.asarray(states)]
+
+    def _setup_inputs(self, observation: Any, source: str = "observation") -> None:
+        """Checks an observation against the models' inputs and records the input shapes."""
+        obs = np.asarray(observation)
+        if self._obs_shape == obs.shape and self._input_shapes is not None:
+            return
+        w = self.window_length
+        inputs = self._process_states(np.zeros((1, w) + obs.shape, dtype=obs.dtype))
+        if len(inputs) != len(self.actor.inputs):
+            raise ValueError(
+                f"The actor has {len(self.actor.inputs)} observation input(s) but the (processed) state gives "
+                f"{len(inputs)}. Use a Processor whose process_state_batch returns one array per input. "
+                f"Received: {source}={obs.shape}"
+            )
+        shapes = []
+        for k, (x, model_in) in enumerate(zip(inputs, self.actor.inputs)):
+            want = tuple(model_in.shape[1:])
+            got = tuple(x.shape[1:])
+            critic_want = tuple(self._critic_obs_inputs[k].shape[1:])
+            if _fits(got, want):
+                shape = got
+            elif w == 1 and self.processor is None and _fits(got[1:], want):
+                shape = got[1:]  # plain obs_shape inputs when window_length == 1
+            else:
+                raise ValueError(
+                    f"Observations of shape {obs.shape} with window_length={w} give states of shape {got}, which "
+                    f"does not fit the actor's input shape {tuple(model_in.shape)}. Received: {source}={obs.shape}"
+                )
+            if not _fits(shape, critic_want):
+                raise ValueError(
+                    f"States of shape {shape} do not fit the critic's observation input shape "
+                    f"{tuple(self._critic_obs_inputs[k].shape)}. Received: {source}={obs.shape}"
+                )
+            shapes.append(shape)
+        if self._input_shapes is not None and shapes != self._input_shapes:
+            self._fns = {}
+        self._obs_shape = obs.shape
+        self._input_shapes = shapes
+
+    # ----------------------------------------------------------- the graph
+    def _split(self, flat: tf.Tensor, shapes: list[tuple]) -> list[tf.Tensor]:
+        sizes = [math.prod(s) for s in shapes]
+        parts = tf.split(flat, sizes)
+        return [tf.reshape(p, s) for p, s in zip(parts, shapes)]
+
+    def _critic_inputs(self, states: list[tf.Tensor], action: tf.Tensor) -> list[tf.Tensor]:
+        inputs = list(states)
+        inputs.insert(self._action_index, action)
+        return inputs
+
+    @staticmethod
+    def _model_input(states: list[tf.Tensor]) -> Any:
+        return states[0] if len(states) == 1 else states
+
+    def _batch_shapes(self, n: int) -> list[tuple]:
+        return [(n,) + s for s in self._input_shapes]
+
+    def _layout(self) -> tuple[list[tuple], int]:
+        """Shapes packed into one training call: act states, s0, action, reward, s1, terminal."""
+        b, a = self.batch_size, self.nb_actions
+        shapes = self._batch_shapes(1) + self._batch_shapes(b) + [(b, a), (b,)] + self._batch_shapes(b) + [(b,)]
+        return shapes, len(self._input_shapes)
+
+    def _train_graph(self, flat: tf.Tensor, train_critic: bool, train_actor: bool) -> tf.Tensor:
+        shapes, n = self._layout()
+        parts = self._split(flat, shapes)
+        act_states = parts[:n]
+        s0 = parts[n : 2 * n]  # [B, ...] each
+        action, reward = parts[2 * n], parts[2 * n + 1]  # [B, A], [B]
+        s1 = parts[2 * n + 2 : 3 * n + 2]
+        terminal = parts[3 * n + 2]  # [B]
+        nan = tf.constant(np.nan, tf.float32)
+        critic_loss = actor_loss = mean_q = nan
+        extra = [nan] * len(self._metric_fns)
+        critic_vars = self.critic.trainable_variables
+        actor_vars = self.actor.trainable_variables
+        if train_critic:
+            a1 = self.target_actor(self._model_input(s1), training=False)  # [B, A]
+            q1 = self.target_critic(self._critic_inputs(s1, a1), training=False)[:, 0]  # [B]
+            y = reward + self.gamma * (1.0 - terminal) * q1  # [B]
+            y = tf.stop_gradient(y)
+            with tf.GradientTape() as tape:
+                q0 = self.critic(self._critic_inputs(s0, action), training=True)[:, 0]  # [B]
+                td = y - q0
+                critic_loss = tf.reduce_mean(_huber(td, self.delta_clip))
+            grads = tape.gradient(critic_loss, critic_vars)
+            self.critic_optimizer.apply(grads, critic_vars)
+            mean_q = tf.reduce_mean(q0)
+            extra = [tf.reduce_mean(fn(y[:, None], q0[:, None])) for fn in self._metric_fns]
+            if self.target_model_update < 1:
+                _soft_update(self.target_critic.weights, self.critic.weights, self.target_model_update)
+        if train_actor:
+            with tf.GradientTape() as tape:
+                mu = self.actor(self._model_input(s0), training=True)  # [B, A]
+                q = self.critic(self._critic_inputs(s0, mu), training=False)  # [B, 1]
+                actor_loss = -tf.reduce_mean(q)
+            grads = tape.gradient(actor_loss, actor_vars)
+            self.actor_optimizer.apply(grads, actor_vars)
+            if self.target_model_update < 1:
+                _soft_update(self.target_actor.weights, self.actor.weights, self.target_model_update)
+        next_action = self.actor(self._model_input(act_states), training=False)[0]  # [A]
+        metrics = tf.stack([critic_loss, actor_loss, mean_q] + extra)
+        return tf.concat([tf.cast(next_action, tf.float32), tf.cast(metrics, tf.float32)], 0)
+
+    def _act_graph(self, flat: tf.Tensor) -> tf.Tensor:
+        states = self._split(flat, self._batch_shapes(1))
+        return tf.cast(self.actor(self._model_input(states), training=False)[0], tf.float32)
+
+    def _hard_update_graph(self) -> tf.Tensor:
+        for t, s in zip(self.target_actor.weights + self.target_critic.weights, self.actor.weights + self.critic.weights):
+            t.assign(s)
+        return tf.constant(0)
+
+    def _fn(self, key: Any, size: int | None) -> Any:
+        """Returns the compiled function for `key` and a flat input of `size` floats, tracing it once.
+
+        The traced (concrete) function is called directly: it skips `tf.function`'s argument
+        dispatch, which costs more than a small network's whole training step.
+        """
+        entry = self._fns.get(key)
+        if entry is None or entry[1] != size:
+            if key == "act":
+                python_fn = self._act_graph
+            elif key == "hard_update":
+                python_fn = self._hard_update_graph
+            else:
+                _, train_critic, train_actor = key
+
+                def python_fn(flat, _c=train_critic, _a=train_actor):
+                    return self._train_graph(flat, _c, _a)
+
+            fn = tf.function(python_fn, jit_compile=self.jit_compile)
+            concrete = fn.get_concrete_function() if size is None else fn.get_concrete_function(
+                tf.TensorSpec([size], tf.float32)
+            )
+            entry = (fn, size, concrete)
+            self._fns[key] = entry
+        return entry[0]
+
+    def _call(self, key: Any, flat: np.ndarray | None = None) -> np.ndarray:
+        size = None if flat is None else flat.shape[0]
+        try:
+            fn = self._fn(key, size)
+            out = fn() if flat is None else fn(tf.constant(flat))
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, NotImplementedError) as e:
+            if not self.jit_compile:
+                raise
+            warnings.warn(f"XLA could not compile the training step ({e}); running it without XLA.", stacklevel=3)
+            self.jit_compile = False
+            self._fns = {}
+            fn = self._fn(key, size)
+            out = fn() if flat is None else fn(tf.constant(flat))
+        return out.numpy()
+
+    # ----------------------------------------------------------- the loop
+    def forward(self, observation: Any) -> np.ndarray:
+        """Returns the action for `observation`: the actor's, plus noise while training, clipped.
+
+        While training, the gradient step scheduled by the last `backward` runs in the same
+        compiled call, before the actor picks this action.
+        """
+        if self._input_shapes is None or np.shape(observation) != self._obs_shape:
+            self._setup_inputs(observation)
+        state = self._window.push(observation)  # [W, *obs]
+        act_inputs = self._process_states(state[None])
+        if self._pending is not None and self.training:
+            train_critic, train_actor = self._pending
+            batch = self.memory.sample(self.batch_size)
+            parts = (
+                act_inputs
+                + self._process_states(batch.state0)
+                + [batch.action, batch.reward]
+                + self._process_states(batch.state1)
+                + [batch.terminal]
+            )
+            flat = np.concatenate([np.ravel(p) for p in parts], dtype=np.float32)
+            out = self._call(("train", train_critic, train_actor), flat)
+            action = out[: self.nb_actions]
+            metrics = out[self.nb_actions :]
+            self._last_metrics = metrics
+            self._pending = None
+            if self._pending_hard_update:
+                self._call("hard_update")
+                self._pending_hard_update = False
+        else:
+            flat = np.concatenate([np.ravel(p) for p in act_inputs], dtype=np.float32)
+            action = self._call("act", flat)
+        if self.training and self.random_process is not None:
+            action = (action + self.random_process.sample()).astype(np.float32)
+        if self._low is not None:
+            action = np.clip(action, self._low, self._high)
+        self.recent_observation = observation
+        self.recent_action = action
+        return action
+
+    def backward(
+        self, reward: float, terminal: bool, truncated: bool = False, next_observation: Any = None
+    ) -> list[float]:
+        """Stores the transition and schedules a training step (run fused with the next `forward`).
+
+        Returns:
+            The metrics of the most recent training step, ordered as `metrics_names` (NaN before
+            the first one).
+        """
+        metrics = self._last_metrics
+        if self.processor is not None and self.processor.metrics_names:
+            metrics = np.concatenate([metrics, np.asarray(self.processor.metrics, dtype=np.float32)])
+        if not self.training:
+            return metrics
+        if self.step % self.memory_interval == 0:
+            if next_observation is None:
+                raise ValueError("`next_observation` is required to store a transition. Received: next_observation=None")
+            self.memory.append(
+                self.recent_observation,
+                self.recent_action,
+                reward,
+                terminal,
+                next_observation,
+                truncated=truncated or self.memory_interval > 1,
+            )
+        step = self.step
+        train_critic = step > self.nb_steps_warmup_critic
+        train_actor = step > self.nb_steps_warmup_actor
+        if (train_critic or train_actor) and step % self.train_interval == 0:
+            self._pending = (train_critic, train_actor)
+        if self.target_model_update >= 1 and step % int(self.target_model_update) == 0:
+            if self._pending is not None:
+                self._pending_hard_update = True
+            else:
+                self._call("hard_update")
+        return metrics
+
+    def _end_episode(self) -> None:
+        if hasattr(self.memory, "end_episode"):
+            self.memory.end_episode()
+
+    # ------------------------------------------------------------ weights
+    @staticmethod
+    def weights_paths(filepath: str | os.PathLike) -> tuple[str, str]:
+        """Returns the actor's and the critic's weight file paths for `filepath`.
+
+        - A name with `{}` gets `actor` / `critic` in its place (keras-rl style:
+          `'ddpg_{}_weights.h5f'`).
+        - Otherwise `_actor` / `_critic` goes before the suffix (`'ddpg.weights.h5'` ->
+          `'ddpg_actor.weights.h5'`).
+        - Keras 3 needs names ending in `.weights.h5`: a trailing `.h5f`, `.h5` or `.hdf5` is
+          replaced by it, so `'ddpg_{}_weights.h5f'` -> `'ddpg_actor_weights.weights.h5'`.
+        """
+        filepath = os.fspath(filepath)
+
+        def keras_name(path: str) -> str:
+            if path.endswith(".weights.h5"):
+                return path
+            for ext in (".h5f", ".hdf5", ".h5"):
+                if path.endswith(ext):
+                    path = path[: -len(ext)]
+                    break
+            return path + ".weights.h5"
+
+        if "{}" in filepath:
+            return keras_name(filepath.format("actor")), keras_name(filepath.format("critic"))
+        path = keras_name(filepath)
+        stem = path[: -len(".weights.h5")]
+        return f"{stem}_actor.weights.h5", f"{stem}_critic.weights.h5"
+
+    def save_weights(self, filepath: str | os.PathLike, overwrite: bool = False) -> None:
+        """Saves the actor and the critic as two Keras `.weights.h5` files (see `weights_paths`).
+
+        Each file is written to a temporary name and renamed, so a crash never leaves a damaged
+        file in place of a good one.
+
+        Raises:
+            FileExistsError: if a file exists and `overwrite` is `False`.
+        """
+        paths = self.weights_paths(filepath)
+        if not overwrite:
+            for path in paths:
+                if os.path.exists(path):
+                    raise FileExistsError(
+                        f"{path} already exists; pass overwrite=True to replace it. Received: filepath={filepath!r}"
+                    )
+        for model, path in zip((self.actor, self.critic), paths):
+            with atomic_path(path) as tmp:
+                model.save_weights(tmp)
+
+    def load_weights(self, filepath: str | os.PathLike) -> None:
+        """Loads what `save_weights(filepath)` wrote and copies it into the target networks.
+
+        Raises:
+            ValueError: if a file is missing, damaged, or holds weights of another architecture.
+        """
+        paths = self.weights_paths(filepath)
+        for path in paths:
+            if not os.path.isfile(path):
+                raise ValueError(f"The weights file {path} does not exist. Received: filepath={filepath!r}")
+        for name, model, path in zip(("actor", "critic"), (self.actor, self.critic), paths):
+            _load_model_weights(model, path, name)
+        self.target_actor.set_weights(self.actor.get_weights())
+        self.target_critic.set_weights(self.critic.get_weights())
+
+    # -------------------------------------------------------- checkpoints
+    def _save_checkpoint_files(self, folder: str) -> dict:
+        if not self.compiled:
+            raise ValueError("You must call `compile()` before calling `save_checkpoint()`.")
+        for name, model in self._checkpoint_models():
+            model.save_weights(os.path.join(folder, f"{name}.weights.h5"))
+        for name, opt in (("actor_optimizer", self.actor_optimizer), ("critic_optimizer", self.critic_optimizer)):
+            with open(os.path.join(folder, f"{name}.npz"), "wb") as f:
+                np.savez(f, *[np.asarray(v.numpy()) for v in opt.variables])
+        if hasattr(self.memory, "save"):
+            self.memory.save(os.path.join(folder, "memory.npz"))
+        state: dict[str, Any] = {
+            "pending": list(self._pending) if self._pending is not None else None,
+            "pending_hard_update": self._pending_hard_update,
+            "last_metrics": [None if not np.isfinite(v) else float(v) for v in self._last_metrics],
+        }
+        if self.random_process is not None and hasattr(self.random_process, "get_state"):
+            state["random_process"] = self.random_process.get_state()
+        return state
+
+    def _load_checkpoint_files(self, folder: str, state: dict) -> None:
+        for name, model in self._checkpoint_models():
+            path = os.path.join(folder, f"{name}.weights.h5")
+            if not os.path.isfile(path):
+                raise ValueError(f"The checkpoint lacks {path}. Received: folder={folder!r}")
+            _load_model_weights(model, path, name)
+        for name, opt in (("actor_optimizer", self.actor_optimizer), ("critic_optimizer", self.critic_optimizer)):
+            path = os.path.join(folder, f"{name}.npz")
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    values = [data[f"arr_{i}"] for i in range(len(data.files))]
+            except Exception as e:  # missing, truncated or damaged file
+                raise ValueError(f"The optimizer state {path} is missing or damaged ({e}).") from e
+            if len(values) != len(opt.variables) or any(
+                tuple(v.shape) != tuple(x.shape) for v, x in zip(opt.variables, values)
+            ):
+                raise ValueError(f"The optimizer state {path} does not fit this agent's {name}.")
+            for v, x in zip(opt.variables, values):
+                v.assign(x)
+        if hasattr(self.memory, "load"):
+            self.memory.load(os.path.join(folder, "memory.npz"))
+        pending = state.get("pending")
+        self._pending = tuple(bool(x) for x in pending) if pending is not None else None
+        self._pending_hard_update = bool(state.get("pending_hard_update", False))
+        self._last_metrics = np.array(
+            [np.nan if v is None else v for v in state.get("last_metrics", [])], dtype=np.float32
+        )
+        if "random_process" in state and self.random_process is not None:
+            self.random_process.set_state(state["random_process"])
+
+    def _checkpoint_models(self) -> list[tuple[str, keras.Model]]:
+        return [
+            ("actor", self.actor),
+            ("critic", self.critic),
+            ("target_actor", self.target_actor),
+            ("target_critic", self.target_critic),
+        ]
+
+
+def _fits(got: tuple, want: tuple) -> bool:
+    return len(got) == len(want) and all(w is None or w == g for g, w in zip(got, want))
+
+
+def _huber(x: tf.Tensor, delta: float) -> tf.Tensor:
+    if math.isinf(delta):
+        return 0.5 * tf.square(x)
+    abs_x = tf.abs(x)
+    return tf.where(abs_x <= delta, 0.5 * tf.square(x), delta * (abs_x - 0.5 * delta))
+
+
+def _soft_update(targets: list, sources: list, tau: float) -> None:
+    for t, s in zip(targets, sources):
+        t.assign(t * (1.0 - tau) + s * tau)
+
+
+def _load_model_weights(model: keras.Model, path: str, name: str) -> None:
+    try:
+        model.load_weights(path)
+    except (ValueError, OSError, KeyError) as e:
+        raise ValueError(
+            f"Could not load the {name}'s weights from {path}: the file is damaged or holds another architecture "
+            f"({e}). Received: filepath={path!r}"
+        ) from e

@@ -1,0 +1,396 @@
+"""Callbacks for `Agent.fit` and `Agent.test`: episode/step hooks, loggers, checkpoints, rendering."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Any
+
+import keras
+import numpy as np
+
+from rl.util import check_int, write_json_atomic
+
+__all__ = [
+    "Callback",
+    "CallbackList",
+    "Checkpoint",
+    "FileLogger",
+    "ModelIntervalCheckpoint",
+    "TestLogger",
+    "TrainEpisodeLogger",
+    "TrainIntervalLogger",
+    "Visualizer",
+]
+
+
+class Callback(keras.callbacks.Callback):
+    """Base class of agent callbacks: a Keras callback with episode, step and action hooks.
+
+    `self.model` is the agent and `self.env` the environment. Episode logs hold `episode_reward`,
+    `nb_episode_steps` and `nb_steps`; step logs hold `action`, `observation`, `reward`,
+    `metrics` (ordered as `agent.metrics_names`), `episode` and `info`.
+    """
+
+    env: Any = None
+
+    def _set_env(self, env: Any) -> None:
+        self.env = env
+
+    def on_episode_begin(self, episode: int, logs: dict | None = None) -> None:
+        """Called at the start of each episode."""
+
+    def on_episode_end(self, episode: int, logs: dict | None = None) -> None:
+        """Called at the end of each episode."""
+
+    def on_step_begin(self, step: int, logs: dict | None = None) -> None:
+        """Called before each agent step; `step` counts steps within the episode."""
+
+    def on_step_end(self, step: int, logs: dict | None = None) -> None:
+        """Called after each agent step (after the agent has learned from it)."""
+
+    def on_action_begin(self, action: Any, logs: dict | None = None) -> None:
+        """Called before each `env.step` (several per agent step with `action_repetition > 1`)."""
+
+    def on_action_end(self, action: Any, logs: dict | None = None) -> None:
+        """Called after each `env.step`."""
+
+
+_HOOKS = (
+    "on_train_begin",
+    "on_train_end",
+    "on_episode_begin",
+    "on_episode_end",
+    "on_step_begin",
+    "on_step_end",
+    "on_action_begin",
+    "on_action_end",
+)
+# Plain Keras callbacks see episodes as epochs and steps as batches.
+_KERAS_EQUIVALENT = {
+    "on_train_begin": "on_train_begin",
+    "on_train_end": "on_train_end",
+    "on_episode_begin": "on_epoch_begin",
+    "on_episode_end": "on_epoch_end",
+    "on_step_begin": "on_train_batch_begin",
+    "on_step_end": "on_train_batch_end",
+}
+
+
+class CallbackList:
+    """Drives a list of callbacks; plain `keras.callbacks.Callback`s get epoch/batch calls.
+
+    Only the hooks a callback overrides are called, so unused hooks cost nothing per step.
+    """
+
+    def __init__(self, callbacks: list[keras.callbacks.Callback] | None = None):
+        self.callbacks = list(callbacks or [])
+        for cb in self.callbacks:
+            if not isinstance(cb, keras.callbacks.Callback):
+                raise TypeError(f"Each callback must be a `keras.callbacks.Callback`. Received: callback={cb!r}")
+        self._hooks: dict[str, list] = {name: [] for name in _HOOKS}
+        for cb in self.callbacks:
+            cls = type(cb)
+            for name in _HOOKS:
+                if isinstance(cb, Callback):
+                    base = getattr(Callback, name)
+                    if getattr(cls, name) is not base:
+                        self._hooks[name].append(getattr(cb, name))
+                elif name in _KERAS_EQUIVALENT:
+                    keras_name = _KERAS_EQUIVALENT[name]
+                    if getattr(cls, keras_name) is not getattr(keras.callbacks.Callback, keras_name):
+                        self._hooks[name].append(getattr(cb, keras_name))
+
+    def set_model(self, model: Any) -> None:
+        for cb in self.callbacks:
+            cb.set_model(model)
+
+    def set_params(self, params: dict) -> None:
+        for cb in self.callbacks:
+            cb.set_params(params)
+
+    def set_env(self, env: Any) -> None:
+        for cb in self.callbacks:
+            if isinstance(cb, Callback):
+                cb._set_env(env)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        for hook in self._hooks["on_train_begin"]:
+            hook(logs)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        for hook in self._hooks["on_train_end"]:
+            hook(logs)
+
+    def on_episode_begin(self, episode: int, logs: dict | None = None) -> None:
+        for hook in self._hooks["on_episode_begin"]:
+            hook(episode, logs)
+
+    def on_episode_end(self, episode: int, logs: dict | None = None) -> None:
+        for hook in self._hooks["on_episode_end"]:
+            hook(episode, logs)
+
+    def on_step_begin(self, step: int, logs: dict | None = None) -> None:
+        for hook in self._hooks["on_step_begin"]:
+            hook(step, logs)
+
+    def on_step_end(self, step: int, logs: dict | None = None) -> None:
+        for hook in self._hooks["on_step_end"]:
+            hook(step, logs)
+
+    def on_action_begin(self, action: Any, logs: dict | None = None) -> None:
+        for hook in self._hooks["on_action_begin"]:
+            hook(action, logs)
+
+    def on_action_end(self, action: Any, logs: dict | None = None) -> None:
+        for hook in self._hooks["on_action_end"]:
+            hook(action, logs)
+
+    def wants(self, name: str) -> bool:
+        """Whether any callback listens to hook `name` (lets the loop skip building its logs)."""
+        return bool(self._hooks[name])
+
+
+def _format_metrics(names: list[str], values: np.ndarray) -> str:
+    parts = []
+    for name, value in zip(names, values):
+        parts.append(f"{name}: {value:.3f}" if np.isfinite(value) else f"{name}: --")
+    return ", ".join(parts)
+
+
+class TestLogger(Callback):
+    """Prints each test episode's return and length."""
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        print(f"Testing for {self.params['nb_episodes']} episodes ...")
+
+    def on_episode_end(self, episode: int, logs: dict | None = None) -> None:
+        print(f"Episode {episode + 1}: reward: {logs['episode_reward']:.3f}, steps: {logs['nb_episode_steps']}")
+
+
+class TrainEpisodeLogger(Callback):
+    """Prints one line per training episode: return, length, speed and mean metrics."""
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._train_start = time.perf_counter()
+        self._names = list(self.model.metrics_names)
+        print(f"Training for {self.params['nb_steps']} steps ...")
+
+    def on_episode_begin(self, episode: int, logs: dict | None = None) -> None:
+        self._episode_start = time.perf_counter()
+        self._metrics: list = []
+
+    def on_step_end(self, step: int, logs: dict | None = None) -> None:
+        self._metrics.append(logs["metrics"])
+
+    def on_episode_end(self, episode: int, logs: dict | None = None) -> None:
+        duration = time.perf_counter() - self._episode_start
+        steps = logs["nb_episode_steps"]
+        metrics = np.asarray(self._metrics, dtype=np.float64).reshape(len(self._metrics), -1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN columns during warm-up
+            means = np.nanmean(metrics, axis=0) if len(metrics) else np.full(len(self._names), np.nan)
+        print(
+            f"{logs['nb_steps']:>7d}/{self.params['nb_steps']}: episode: {episode + 1}, "
+            f"duration: {duration:.2f}s, episode steps: {steps}, steps per second: {steps / max(duration, 1e-9):.0f}, "
+            f"episode reward: {logs['episode_reward']:.3f}, {_format_metrics(self._names, means)}"
+        )
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        print(f"done, took {time.perf_counter() - self._train_start:.3f} seconds")
+
+
+class TrainIntervalLogger(Callback):
+    """Shows a Keras progress bar per interval of steps, then the interval's episode returns and metrics.
+
+    Args:
+        interval: steps per interval. Defaults to `10000`.
+    """
+
+    def __init__(self, interval: int = 10000):
+        super().__init__()
+        self.interval = check_int("interval", interval, minimum=1)
+        # Updating the bar costs far more than a step: refresh it a few hundred times an interval.
+        self._refresh = max(1, self.interval // 200)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._train_start = time.perf_counter()
+        self._names = list(self.model.metrics_names)
+        self._steps = 0
+        print(f"Training for {self.params['nb_steps']} steps ...")
+        self._start_interval()
+
+    def _start_interval(self) -> None:
+        self._interval_start = time.perf_counter()
+        self._metrics: list = []
+        self._episode_rewards: list = []
+        self._progbar = keras.utils.Progbar(target=self.interval, interval=0.5)
+        print(f"Interval {self._steps // self.interval + 1} ({self._steps} steps performed)")
+
+    def on_step_end(self, step: int, logs: dict | None = None) -> None:
+        self._steps += 1
+        self._metrics.append(logs["metrics"])
+        done = self._steps % self.interval
+        if done == 0:
+            self._progbar.update(self.interval, finalize=True)
+            self._summarise()
+            self._start_interval()
+        elif done % self._refresh == 0:
+            self._progbar.update(done, values=[("reward", float(logs["reward"]))])
+
+    def on_episode_end(self, episode: int, logs: dict | None = None) -> None:
+        self._episode_rewards.append(logs["episode_reward"])
+
+    def _summarise(self) -> None:
+        duration = time.perf_counter() - self._interval_start
+        line = f"{self.interval / max(duration, 1e-9):.0f} steps/s"
+        if self._episode_rewards:
+            r = np.asarray(self._episode_rewards)
+            line += f" - {len(r)} episodes - episode_reward: {r.mean():.3f} [{r.min():.3f}, {r.max():.3f}]"
+        if self._metrics and self._names:
+            metrics = np.asarray(self._metrics, dtype=np.float64).reshape(len(self._metrics), -1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=RuntimeWarning)
+                line += " - " + _format_metrics(self._names, np.nanmean(metrics, axis=0))
+        print(line)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        print(f"done, took {time.perf_counter() - self._train_start:.3f} seconds")
+
+
+class FileLogger(Callback):
+    """Writes per-episode logs (return, length, mean metrics, duration) to a JSON file.
+
+    The file holds one list per key (`episode`, `episode_reward`, `nb_episode_steps`, `nb_steps`,
+    `duration` and each of `agent.metrics_names`). It is rewritten atomically every `interval`
+    steps and at the end of training.
+
+    Args:
+        filepath: path of the JSON file.
+        interval: steps between writes, or `None` to write only at the end. Defaults to `None`.
+    """
+
+    def __init__(self, filepath: str | os.PathLike, interval: int | None = None):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        self.interval = None if interval is None else check_int("interval", interval, minimum=1)
+        self.data: dict[str, list] = {}
+        self._steps = 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._names = list(self.model.metrics_names)
+
+    def on_episode_begin(self, episode: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+        self._metrics: list = []
+
+    def on_step_end(self, step: int, logs: dict | None = None) -> None:
+        self._metrics.append(logs["metrics"])
+        self._steps += 1
+        if self.interval is not None and self._steps % self.interval == 0:
+            self.save_data()
+
+    def on_episode_end(self, episode: int, logs: dict | None = None) -> None:
+        metrics = np.asarray(self._metrics, dtype=np.float64).reshape(len(self._metrics), -1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            means = np.nanmean(metrics, axis=0) if len(metrics) else np.full(len(self._names), np.nan)
+        row = {"episode": episode, "duration": time.perf_counter() - self._start, **logs}
+        row.update({name: float(v) if np.isfinite(v) else None for name, v in zip(self._names, means)})
+        for key, value in row.items():
+            self.data.setdefault(key, []).append(_jsonable(value))
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.save_data()
+
+    def save_data(self) -> None:
+        """Writes the collected data now."""
+        write_json_atomic(self.filepath, self.data)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class ModelIntervalCheckpoint(Callback):
+    """Saves the agent's weights every `interval` training steps.
+
+    Args:
+        filepath: weights path passed to `agent.save_weights`; `{step}` is replaced by the step
+            count, e.g. `"ddpg_{step}.weights.h5"`.
+        interval: steps between saves.
+        verbose: `1` prints a line per save. Defaults to `0`.
+    """
+
+    def __init__(self, filepath: str | os.PathLike, interval: int, verbose: int = 0):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        self.interval = check_int("interval", interval, minimum=1)
+        self.verbose = verbose
+
+    def on_step_end(self, step: int, logs: dict | None = None) -> None:
+        total = self.model.step
+        if total % self.interval != 0:
+            return
+        filepath = self.filepath.format(step=total, **{k: v for k, v in (logs or {}).items() if np.isscalar(v)})
+        if self.verbose:
+            print(f"Step {total}: saving model to {filepath}")
+        self.model.save_weights(filepath, overwrite=True)
+
+
+class Checkpoint(Callback):
+    """Saves a full, resumable checkpoint (`agent.save_checkpoint`) every `interval` training steps.
+
+    The checkpoint holds the networks, optimizer states, replay memory, noise state, RNG states,
+    counters and the environment's RNG state, so `agent.load_checkpoint(dirpath, env=env)`
+    followed by `agent.fit(env, nb_steps=total - agent.step)` continues the run.
+
+    Args:
+        dirpath: checkpoint folder (replaced atomically at each save).
+        interval: steps between checkpoints.
+        verbose: `1` prints a line per save. Defaults to `0`.
+    """
+
+    def __init__(self, dirpath: str | os.PathLike, interval: int, verbose: int = 0):
+        super().__init__()
+        self.dirpath = os.fspath(dirpath)
+        self.interval = check_int("interval", interval, minimum=1)
+        self.verbose = verbose
+
+    def on_step_end(self, step: int, logs: dict | None = None) -> None:
+        total = self.model.step
+        if total % self.interval != 0:
+            return
+        self.model.save_checkpoint(self.dirpath, env=self.env)
+        if self.verbose:
+            print(f"Step {total}: checkpoint saved to {self.dirpath}")
+
+
+class Visualizer(Callback):
+    """Shows the environment while the agent runs.
+
+    gymnasium renders through the `render_mode` the environment was made with: `"human"` opens a
+    window updated at every step; `"rgb_array"` frames are collected in `self.frames`. An
+    environment made without a `render_mode` gets a warning and is not shown.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list = []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        mode = getattr(self.env, "render_mode", None)
+        self._collect = mode == "rgb_array"
+        if mode is None:
+            warnings.warn(
+                "visualize=True, but the environment was made without a render_mode, so nothing is shown. "
+                "Create it with gymnasium.make(env_id, render_mode='human') to watch it.",
+                stacklevel=2,
+            )
+
+    def on_action_end(self, action: Any, logs: dict | None = None) -> None:
+        if self._collect:
+            self.frames.append(self.env.render())

@@ -1,0 +1,379 @@
+"""Replay memory: a preallocated numpy ring buffer with vectorised, seeded sampling."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from rl.util import atomic_path, check_int
+
+__all__ = ["Batch", "ObservationWindow", "SequentialMemory"]
+
+
+class Batch(NamedTuple):
+    """A batch of transitions sampled from a memory.
+
+    Attributes:
+        state0: observations windows `s_t`, shape `(B, window_length) + obs_shape`.
+        action: actions `a_t`, shape `(B,) + action_shape`, float32.
+        reward: rewards `r_t`, shape `(B,)`, float32.
+        state1: next observation windows `s_{t+1}`, same shape as `state0`.
+        terminal: `1.0` where `s_{t+1}` is terminal (no bootstrap), else `0.0`; shape `(B,)`, float32.
+            A time-limit truncation is *not* terminal: its `state1` is the real final observation.
+    """
+
+    state0: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    state1: np.ndarray
+    terminal: np.ndarray
+
+
+class ObservationWindow:
+    """The last `window_length` observations of the current episode, zero-padded at its start.
+
+    Agents use it to build the state they act on, matching the windows `SequentialMemory` samples.
+
+    Args:
+        window_length: number of observations in a state. Defaults to `1`.
+    """
+
+    def __init__(self, window_length: int = 1):
+        self.window_length = check_int("window_length", window_length, minimum=1)
+        self._buffer: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forgets the observations of the episode that ended."""
+        if self._buffer is not None:
+            self._buffer[:] = 0
+
+    def push(self, observation: Any) -> np.ndarray:
+        """Adds `observation` and returns the state, shape `(window_length,) + obs_shape`."""
+        observation = np.asarray(observation)
+        if self.window_length == 1:
+            return observation[None]
+        if self._buffer is None or self._buffer.shape[1:] != observation.shape:
+            self._buffer = np.zeros((self.window_length,) + observation.shape, dtype=observation.dtype)
+        self._buffer[:-1] = self._buffer[1:]
+        self._buffer[-1] = observation
+        return self._buffer.copy()
+
+
+class SequentialMemory:
+    """Replay memory of transitions in preallocated numpy arrays, used as a ring buffer.
+
+    Each observation is stored once: a transition's next observation is the slot that follows it.
+    When an episode ends (terminated or truncated) its final observation gets a slot of its own, so
+    a time-limit truncation keeps the real `s_{t+1}` to bootstrap from, and no sampled transition
+    ever runs from one episode into the next. Memory use is proportional to `limit`; sampling is
+    O(batch_size), vectorised, and seeded.
+
+    Args:
+        limit: number of slots (transitions plus one final observation per finished episode).
+        window_length: number of consecutive observations that make one state. Windows never mix
+            two episodes: slots before an episode's first observation are zeros. Defaults to `1`.
+        ignore_episode_boundaries: if `True`, windows may reach back into the previous episode
+            instead of being zero-padded (transitions themselves still never cross). Defaults to
+            `False`.
+        seed: seed of the sampling generator. Defaults to `None` (fresh entropy).
+
+    Example:
+
+    >>> memory = SequentialMemory(limit=100_000, window_length=1, seed=0)
+    >>> memory.append(obs, action, reward, terminal=False, next_observation=next_obs)
+    >>> batch = memory.sample(64)
+    >>> batch.state0.shape
+    (64, 1, 3)
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window_length: int = 1,
+        ignore_episode_boundaries: bool = False,
+        seed: int | None = None,
+    ):
+        self.limit = check_int("limit", limit, minimum=2)
+        self.window_length = check_int("window_length", window_length, minimum=1)
+        self.ignore_episode_boundaries = bool(ignore_episode_boundaries)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self._observations: np.ndarray | None = None
+        self._actions: np.ndarray | None = None
+        self._rewards = np.zeros(self.limit, dtype=np.float32)
+        self._terminals = np.zeros(self.limit, dtype=np.float32)
+        # `_valid[i]`: slot i starts a transition whose next observation is in slot i + 1.
+        self._valid = np.zeros(self.limit, dtype=bool)
+        # Position of each slot's observation inside its episode (for zero-padding windows).
+        self._episode_step = np.zeros(self.limit, dtype=np.int64)
+        self._next = 0  # slot written next
+        self._size = 0  # slots in use
+        self._nb_valid = 0
+        self._pending = -1  # slot holding the last next_observation, -1 if none
+        self._open = False  # the last transition did not end its episode
+        self._last_next_obs: Any = None
+
+    # ------------------------------------------------------------------ writing
+    @property
+    def nb_entries(self) -> int:
+        """Number of slots in use: one per stored step, plus one per finished episode."""
+        return self._size
+
+    @property
+    def nb_transitions(self) -> int:
+        """Number of transitions that `sample` can return."""
+        return self._nb_valid
+
+    def _allocate(self, observation: np.ndarray, action: np.ndarray) -> None:
+        obs_dtype = np.float32 if observation.dtype.kind == "f" else observation.dtype
+        self._observations = np.zeros((self.limit,) + observation.shape, dtype=obs_dtype)
+        self._actions = np.zeros((self.limit,) + action.shape, dtype=np.float32)
+
+    def _take_slot(self) -> int:
+        i = self._next
+        if self._valid[i]:
+            self._valid[i] = False
+            self._nb_valid -= 1
+        self._next = (i + 1) % self.limit
+        if self._size < self.limit:
+            self._size += 1
+        return i
+
+    def append(
+        self,
+        observation: Any,
+        action: Any,
+        reward: float,
+        terminal: bool,
+        next_observation: Any,
+        truncated: bool = False,
+    ) -> None:
+        """Stores the transition `(observation, action, reward, next_observation)`.
+
+        Args:
+            observation: the observation the action was taken in, `s_t`.
+            action: the action taken, `a_t`.
+            reward: the reward received, `r_t`.
+            terminal: whether `next_observation` is terminal (the episode *terminated*): the
+                learner does not bootstrap from it.
+            next_observation: the observation after the step, `s_{t+1}`.
+            truncated: whether the episode stopped here without terminating (a time limit). The
+                transition still bootstraps from `next_observation`. Defaults to `False`.
+
+        When `observation` is the `next_observation` of the previous call (same object or equal
+        values) and that call did not end the episode, the slot already holding it is reused.
+        """
+        observation = np.asarray(observation)
+        action = np.asarray(action, dtype=np.float32)
+        if self._observations is None:
+            self._allocate(observation, action)
+        obs_store, act_store = self._observations, self._actions
+        if observation.shape != obs_store.shape[1:]:
+            raise ValueError(
+                "`observation` has a different shape from the ones already stored "
+                f"{obs_store.shape[1:]}. Received: observation.shape={observation.shape}"
+            )
+        if action.shape != act_store.shape[1:]:
+            raise ValueError(
+                "`action` has a different shape from the ones already stored "
+                f"{act_store.shape[1:]}. Received: action.shape={action.shape}"
+            )
+        continuing = (
+            self._open
+            and self._pending >= 0
+            and (observation is self._last_next_obs or np.array_equal(observation, obs_store[self._pending]))
+        )
+        if continuing:
+            i = self._pending
+        else:
+            i = self._take_slot()
+            obs_store[i] = observation
+            self._episode_step[i] = 0
+        act_store[i] = action
+        self._rewards[i] = reward
+        self._terminals[i] = 1.0 if terminal else 0.0
+        j = self._take_slot()
+        obs_store[j] = next_observation
+        self._episode_step[j] = self._episode_step[i] + 1
+        # Slot i may have been overwritten by `_take_slot` only if limit < 2, which is refused.
+        self._valid[i] = True
+        self._nb_valid += 1
+        self._pending = j
+        self._open = not (terminal or truncated)
+        self._last_next_obs = next_observation
+
+    def end_episode(self) -> None:
+        """Marks the current episode as over, so the next `append` starts a new one.
+
+        Call it when an episode is abandoned without a terminal or truncated step (for example
+        when training stops in the middle of an episode).
+        """
+        self._open = False
+        self._last_next_obs = None
+
+    # ----------------------------------------------------------------- sampling
+    def _sample_indices(self, batch_size: int) -> np.ndarray:
+        rng, valid, size = self.rng, self._valid, self._size
+        w = self.window_length
+        idx = rng.integers(0, size, size=batch_size)
+        ok = valid[idx]
+        if w > 1:
+            ok &= self._window_fits(idx)
+        while not ok.all():
+            bad = np.flatnonzero(~ok)
+            new = rng.integers(0, size, size=bad.size)
+            new_ok = valid[new]
+            if w > 1:
+                new_ok &= self._window_fits(new)
+            idx[bad] = new
+            ok[bad] = new_ok
+        return idx
+
+    def _window_fits(self, idx: np.ndarray) -> np.ndarray:
+        """Whether the slots a window of `idx` reaches back to still hold that window's data."""
+        back = np.full(idx.shape, self.window_length - 1)
+        if not self.ignore_episode_boundaries:
+            back = np.minimum(back, self._episode_step[idx])
+        oldest = self._next if self._size == self.limit else 0
+        return (idx - oldest) % self.limit >= back
+
+    def _windows(self, idx: np.ndarray, episode_step: np.ndarray) -> np.ndarray:
+        w = self.window_length
+        offsets = np.arange(-(w - 1), 1)  # [W]
+        positions = (idx[:, None] + offsets[None, :]) % self.limit  # [B, W]
+        states = self._observations[positions]  # [B, W, *obs]
+        if not self.ignore_episode_boundaries:
+            before_start = -offsets[None, :] > episode_step[:, None]  # [B, W]
+            states[before_start] = 0
+        return states
+
+    def sample(self, batch_size: int) -> Batch:
+        """Samples `batch_size` transitions uniformly (with replacement).
+
+        Returns:
+            A `Batch` of numpy arrays.
+
+        Raises:
+            ValueError: if `batch_size` is not a positive integer, exceeds `limit`, or the memory
+                holds no transition yet.
+        """
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        if batch_size > self.limit:
+            raise ValueError(
+                f"`batch_size` cannot exceed the memory's limit ({self.limit}). Received: batch_size={batch_size}"
+            )
+        if self._nb_valid == 0:
+            raise ValueError("The memory holds no transition yet: append some before calling `sample`.")
+        idx = self._sample_indices(batch_size)
+        nxt = (idx + 1) % self.limit
+        if self.window_length == 1:
+            state0 = self._observations[idx][:, None]
+            state1 = self._observations[nxt][:, None]
+        else:
+            step = self._episode_step[idx]
+            state0 = self._windows(idx, step)
+            state1 = self._windows(nxt, step + 1)
+        return Batch(state0, self._actions[idx], self._rewards[idx], state1, self._terminals[idx])
+
+    # ------------------------------------------------------------ serialisation
+    def get_config(self) -> dict[str, Any]:
+        """Returns the constructor arguments."""
+        return {
+            "limit": self.limit,
+            "window_length": self.window_length,
+            "ignore_episode_boundaries": self.ignore_episode_boundaries,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SequentialMemory:
+        """Creates an empty memory from `get_config()`'s output."""
+        return cls(**config)
+
+    def save(self, filepath: str | os.PathLike) -> None:
+        """Writes the memory's contents and sampling state to a `.npz` file, atomically.
+
+        The file uses numpy's format without pickled objects.
+        """
+        arrays: dict[str, np.ndarray] = {
+            "config": np.array(
+                [self.limit, self.window_length, int(self.ignore_episode_boundaries)], dtype=np.int64
+            ),
+            "counters": np.array(
+                [self._next, self._size, self._nb_valid, self._pending, int(self._open)], dtype=np.int64
+            ),
+            "rewards": self._rewards,
+            "terminals": self._terminals,
+            "valid": self._valid,
+            "episode_step": self._episode_step,
+            "rng_state": _rng_state_array(self.rng),
+        }
+        if self._observations is not None:
+            arrays["observations"] = self._observations
+            arrays["actions"] = self._actions
+        with atomic_path(filepath) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    def load(self, filepath: str | os.PathLike) -> None:
+        """Restores what `save` wrote. The memory must have the same `limit` and `window_length`.
+
+        Raises:
+            ValueError: if the file is missing, truncated, not a memory file, or was saved by a
+                memory of another configuration.
+        """
+        filepath = os.fspath(filepath)
+        if not os.path.isfile(filepath):
+            raise ValueError(f"The memory file does not exist. Received: filepath={filepath!r}")
+        try:
+            with np.load(filepath, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except Exception as e:  # zipfile/numpy raise many types for a damaged file
+            raise ValueError(f"The memory file is corrupt or truncated ({e}). Received: filepath={filepath!r}") from e
+        required = {"config", "counters", "rewards", "terminals", "valid", "episode_step", "rng_state"}
+        if not required <= arrays.keys():
+            raise ValueError(
+                f"Not a memory file: missing {sorted(required - arrays.keys())}. Received: filepath={filepath!r}"
+            )
+        limit, window_length, ignore = (int(v) for v in arrays["config"])
+        if (limit, window_length) != (self.limit, self.window_length):
+            raise ValueError(
+                f"The memory file was saved with limit={limit}, window_length={window_length}; this memory has "
+                f"limit={self.limit}, window_length={self.window_length}. Received: filepath={filepath!r}"
+            )
+        self.ignore_episode_boundaries = bool(ignore)
+        self._next, self._size, self._nb_valid, self._pending, is_open = (int(v) for v in arrays["counters"])
+        self._open = bool(is_open)
+        self._rewards = arrays["rewards"]
+        self._terminals = arrays["terminals"]
+        self._valid = arrays["valid"]
+        self._episode_step = arrays["episode_step"]
+        self._observations = arrays.get("observations")
+        self._actions = arrays.get("actions")
+        self._last_next_obs = None
+        _set_rng_state(self.rng, arrays["rng_state"])
+
+
+def _rng_state_array(rng: np.random.Generator) -> np.ndarray:
+    """Encodes a PCG64 generator's state as an int array (no pickle needed)."""
+    st = rng.bit_generator.state
+    if st["bit_generator"] != "PCG64":
+        raise TypeError(f"Only PCG64 generators can be saved. Received: {st['bit_generator']}")
+    parts = []
+    for value in (st["state"]["state"], st["state"]["inc"]):
+        parts += [(value >> (32 * k)) & 0xFFFFFFFF for k in range(4)]
+    parts += [st["has_uint32"], st["uinteger"]]
+    return np.array(parts, dtype=np.uint64)
+
+
+def _set_rng_state(rng: np.random.Generator, arr: np.ndarray) -> None:
+    vals = [int(v) for v in arr]
+    state = sum(v << (32 * k) for k, v in enumerate(vals[0:4]))
+    inc = sum(v << (32 * k) for k, v in enumerate(vals[4:8]))
+    rng.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": state, "inc": inc},
+        "has_uint32": vals[8],
+        "uinteger": vals[9],
+    }
