@@ -1,0 +1,268 @@
+import gymnasium as gym
+import keras
+import numpy as np
+import pytest
+from conftest import CountingEnv, small_models
+from keras import layers
+
+from rl.agents import DDPGAgent
+from rl.core import Processor
+from rl.memory import SequentialMemory
+from rl.random import OrnsteinUhlenbeckProcess
+
+
+def make_agent(env, window_length=1, warmup=20, seed=0, metrics=None, flatten=True, **kwargs):
+    keras.utils.set_random_seed(seed)
+    actor, critic, action_in = small_models(env.observation_space.shape, window_length=window_length, flatten=flatten)
+    agent = DDPGAgent(
+        nb_actions=1,
+        actor=actor,
+        critic=critic,
+        critic_action_input=action_in,
+        memory=SequentialMemory(limit=1000, window_length=window_length, seed=seed),
+        nb_steps_warmup_critic=warmup,
+        nb_steps_warmup_actor=warmup,
+        random_process=OrnsteinUhlenbeckProcess(theta=0.15, sigma=0.3, size=1, seed=seed),
+        batch_size=8,
+        **kwargs,
+    )
+    agent.compile(keras.optimizers.Adam(learning_rate=1e-3), metrics=metrics)
+    return agent
+
+
+def test_keras_rl_style_script_runs_unchanged():
+    """keras-rl's DDPG example, with only the imports and gym -> gymnasium changed."""
+    ENV_NAME = "Pendulum-v1"
+    env = gym.make(ENV_NAME)
+    np.random.seed(123)
+    nb_actions = env.action_space.shape[0]
+
+    actor = keras.Sequential()
+    actor.add(layers.Flatten(input_shape=(1,) + env.observation_space.shape))
+    actor.add(layers.Dense(16))
+    actor.add(layers.Activation("relu"))
+    actor.add(layers.Dense(nb_actions))
+    actor.add(layers.Activation("linear"))
+
+    action_input = keras.Input(shape=(nb_actions,), name="action_input")
+    observation_input = keras.Input(shape=(1,) + env.observation_space.shape, name="observation_input")
+    flattened_observation = layers.Flatten()(observation_input)
+    x = layers.Concatenate()([action_input, flattened_observation])
+    x = layers.Dense(32)(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Dense(1)(x)
+    x = layers.Activation("linear")(x)
+    critic = keras.Model(inputs=[action_input, observation_input], outputs=x)
+
+    memory = SequentialMemory(limit=100000, window_length=1)
+    random_process = OrnsteinUhlenbeckProcess(size=nb_actions, theta=0.15, mu=0.0, sigma=0.3)
+    agent = DDPGAgent(nb_actions=nb_actions, actor=actor, critic=critic, critic_action_input=action_input,
+                      memory=memory, nb_steps_warmup_critic=100, nb_steps_warmup_actor=100,
+                      random_process=random_process, gamma=0.99, target_model_update=1e-3)
+    agent.compile(keras.optimizers.Adam(learning_rate=0.001, clipnorm=1.0), metrics=["mae"])
+
+    history = agent.fit(env, nb_steps=400, visualize=False, verbose=0, nb_max_episode_steps=200)
+    assert agent.metrics_names == ["critic_loss", "actor_loss", "mean_q", "mae"]
+    assert history.history["nb_episode_steps"] == [200, 200]
+    test_history = agent.test(env, nb_episodes=1, visualize=False, nb_max_episode_steps=200, verbose=0)
+    assert len(test_history.history["episode_reward"]) == 1
+    assert np.isfinite(test_history.history["episode_reward"][0])
+
+
+def test_metrics_are_nan_in_warmup_then_finite():
+    env = CountingEnv(terminate_at=10)
+    agent = make_agent(env, warmup=5, metrics=["mae"])
+    seen = []
+
+    from rl.callbacks import Callback
+
+    class Grab(Callback):
+        def on_step_end(self, step, logs=None):
+            seen.append(np.array(logs["metrics"]))
+
+    agent.fit(env, nb_steps=12, verbose=0, callbacks=[Grab()])
+    assert np.isnan(seen[0]).all()
+    assert np.isfinite(seen[-1]).all() and seen[-1].shape == (4,)
+
+
+def test_plain_observation_shape_inputs_work_for_window_one():
+    env = CountingEnv(terminate_at=10)
+    agent = make_agent(env, flatten=False)
+    agent.fit(env, nb_steps=30, verbose=0)
+    assert agent.step == 30
+
+
+def test_window_length_three_trains():
+    env = CountingEnv(terminate_at=10)
+    agent = make_agent(env, window_length=3)
+    agent.fit(env, nb_steps=40, verbose=0)
+    batch = agent.memory.sample(4)
+    assert batch.state0.shape == (4, 3, 2)
+
+
+def test_multi_input_models_with_dict_observations_through_a_processor():
+    class DictEnv(CountingEnv):
+        def __init__(self):
+            super().__init__(terminate_at=8, obs_dim=3)
+            self.observation_space = gym.spaces.Dict(
+                {"pos": gym.spaces.Box(-np.inf, np.inf, (2,)), "vel": gym.spaces.Box(-np.inf, np.inf, (1,))}
+            )
+
+        def _obs(self):
+            return {"pos": np.array([self.t, 1.0], np.float32), "vel": np.array([-self.t], np.float32)}
+
+    class DictProcessor(Processor):
+        def process_observation(self, observation):
+            return np.concatenate([observation["pos"], observation["vel"]])
+
+        def process_state_batch(self, batch):
+            return [batch[:, 0, :2], batch[:, 0, 2:]]
+
+    keras.utils.set_random_seed(0)
+    pos, vel = keras.Input((2,), name="pos"), keras.Input((1,), name="vel")
+    actor = keras.Model([pos, vel], layers.Dense(1, activation="tanh")(layers.Concatenate()([pos, vel])))
+    a_in, c_pos, c_vel = keras.Input((1,)), keras.Input((2,)), keras.Input((1,))
+    critic = keras.Model([c_pos, a_in, c_vel], layers.Dense(1)(layers.Concatenate()([a_in, c_pos, c_vel])))
+    agent = DDPGAgent(1, actor, critic, a_in, SequentialMemory(100, seed=0), batch_size=4,
+                      nb_steps_warmup_actor=5, nb_steps_warmup_critic=5, processor=DictProcessor())
+    agent.compile("adam")
+    history = agent.fit(DictEnv(), nb_steps=24, verbose=0)
+    assert history.history["nb_episode_steps"] == [8, 8, 8]
+    assert np.isfinite(agent.backward(0.0, False)).all()
+
+
+def test_td_target_bootstraps_unless_terminal():
+    """With a constant critic Q = 5, the TD target is r (terminal) or r + gamma * 5 (truncated)."""
+
+    def td_target(y_true, y_pred):
+        return y_true
+
+    for terminal, expected in ((True, 1.0), (False, 1.0 + 0.9 * 5.0)):
+        env = CountingEnv()
+        agent = make_agent(env, warmup=0, metrics=[td_target], gamma=0.9, target_model_update=1e-12)
+        for layer in agent.target_critic.layers:
+            if layer.weights:
+                layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+        agent.target_critic.layers[-1].bias.assign([5.0])
+        agent._check_env(env)
+        agent.training = True
+        obs = np.zeros(2, np.float32)
+        for _ in range(3):
+            agent.forward(obs)
+            agent.backward(1.0, terminal=terminal, truncated=not terminal, next_observation=obs + 1)
+            agent.step += 1  # as the loop does
+            agent.reset_states()
+        agent.forward(obs)  # runs the pending training step
+        metrics = agent.backward(1.0, terminal, truncated=not terminal, next_observation=obs)
+        assert metrics[3] == pytest.approx(expected, rel=1e-6)
+
+
+def test_soft_target_update_after_one_training_step():
+    env = CountingEnv(terminate_at=50)
+    agent = make_agent(env, warmup=10, target_model_update=0.1)
+    before = agent.actor.get_weights()
+    agent.fit(env, nb_steps=13, verbose=0)  # steps 11 and 12 schedule training; the first one runs
+    after = agent.actor.get_weights()
+    for t, b, a in zip(agent.target_actor.get_weights(), before, after):
+        np.testing.assert_allclose(t, 0.1 * a + 0.9 * b, rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(a, b) for a, b in zip(after, before))
+
+
+def test_hard_target_update_copies_every_n_steps():
+    env = CountingEnv(terminate_at=50)
+    agent = make_agent(env, warmup=2, target_model_update=5, train_interval=5)
+    before = agent.target_critic.get_weights()
+    agent.fit(env, nb_steps=12, verbose=0)  # steps 5 and 10: a training step, then a hard copy
+    assert any(not np.allclose(t, b) for t, b in zip(agent.target_critic.get_weights(), before))
+    for t, a in zip(agent.target_critic.get_weights(), agent.critic.get_weights()):
+        np.testing.assert_allclose(t, a)
+
+
+def test_save_load_round_trip_gives_identical_actions(tmp_path):
+    env = CountingEnv(terminate_at=10)
+    agent = make_agent(env)
+    agent.fit(env, nb_steps=40, verbose=0)
+    path = str(tmp_path / "ddpg_{}_weights.h5f")
+    agent.save_weights(path)
+    assert (tmp_path / "ddpg_actor_weights.weights.h5").exists()
+    assert (tmp_path / "ddpg_critic_weights.weights.h5").exists()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        agent.save_weights(path)
+    agent.save_weights(path, overwrite=True)
+
+    other = make_agent(env, seed=1)
+    obs = np.array([3.0, 3.0], np.float32)
+    other.reset_states()
+    assert not np.allclose(other.forward(obs), agent.forward(obs))
+    other.load_weights(path)
+    agent.reset_states()
+    other.reset_states()
+    np.testing.assert_array_equal(other.forward(obs), agent.forward(obs))
+    for t, a in zip(other.target_actor.get_weights(), other.actor.get_weights()):
+        np.testing.assert_array_equal(t, a)
+
+
+def test_weights_paths_mapping():
+    assert DDPGAgent.weights_paths("ddpg_{}_weights.h5f") == (
+        "ddpg_actor_weights.weights.h5",
+        "ddpg_critic_weights.weights.h5",
+    )
+    assert DDPGAgent.weights_paths("run/ddpg.weights.h5") == ("run/ddpg_actor.weights.h5", "run/ddpg_critic.weights.h5")
+    assert DDPGAgent.weights_paths("ddpg.h5") == ("ddpg_actor.weights.h5", "ddpg_critic.weights.h5")
+
+
+def test_same_seed_gives_same_returns_and_weights():
+    results = []
+    for _ in range(2):
+        env = CountingEnv(terminate_at=20)
+        agent = make_agent(env, seed=4)
+        history = agent.fit(env, nb_steps=80, verbose=0, seed=4)
+        results.append((history.history["episode_reward"], agent.actor.get_weights()))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nothing_is_retraced_after_the_first_steps():
+    env = CountingEnv(terminate_at=15)
+    agent = make_agent(env, warmup=10)
+    agent.fit(env, nb_steps=30, verbose=0)
+    traces = agent.trace_count
+    assert traces == 2  # acting, and the training step
+    agent.fit(env, nb_steps=200, verbose=0)
+    agent.test(env, nb_episodes=2, visualize=False, verbose=0)
+    assert agent.trace_count == traces
+
+
+def test_noise_only_while_training_and_actions_clipped():
+    env = CountingEnv(terminate_at=10)
+    agent = make_agent(env)
+    agent._check_env(env)
+    obs = np.ones(2, np.float32)
+    agent.training = False
+    a1, a2 = agent.forward(obs), agent.forward(obs)
+    np.testing.assert_array_equal(a1, a2)
+    agent.random_process = OrnsteinUhlenbeckProcess(theta=0.15, sigma=1e4, size=1, seed=0)
+    agent.training = True
+    noisy = agent.forward(obs)
+    assert abs(noisy[0]) == 2.0  # huge noise, clipped to the Box bounds
+
+
+def test_delta_clip_and_deprecated_delta_range():
+    env = CountingEnv(terminate_at=10)
+    with pytest.warns(DeprecationWarning, match="delta_clip"):
+        agent = make_agent(env, delta_range=(-1.0, 1.0))
+    assert agent.delta_clip == 1.0
+    agent.fit(env, nb_steps=30, verbose=0)
+    assert np.isfinite(agent.backward(0.0, False)[0])
+
+
+def test_compile_accepts_strings_and_pairs():
+    env = CountingEnv(terminate_at=10)
+    agent = make_agent(env)
+    agent.compile("adam")
+    assert agent.actor_optimizer is not agent.critic_optimizer
+    opt_a, opt_c = keras.optimizers.Adam(1e-4), keras.optimizers.SGD(1e-2)
+    agent.compile([opt_a, opt_c])
+    assert agent.actor_optimizer is opt_a and agent.critic_optimizer is opt_c
+    agent.fit(env, nb_steps=25, verbose=0)

@@ -1,0 +1,186 @@
+import numpy as np
+import pytest
+
+from rl.memory import Batch, ObservationWindow, SequentialMemory
+
+
+def fill(memory, episodes, length, truncate_last=False, start=0):
+    """Appends episodes whose observation is [1000 * episode + t]; the last step ends the episode."""
+    for e in range(start, start + episodes):
+        obs = np.array([1000.0 * e])
+        for t in range(length):
+            nxt = np.array([1000.0 * e + t + 1])
+            last = t == length - 1
+            memory.append(obs, [float(t)], float(t), terminal=last and not truncate_last, next_observation=nxt,
+                          truncated=last and truncate_last)
+            obs = nxt
+
+
+def test_sample_returns_typed_batch_with_shapes():
+    memory = SequentialMemory(limit=100, seed=0)
+    fill(memory, episodes=2, length=5)
+    batch = memory.sample(8)
+    assert isinstance(batch, Batch)
+    assert batch.state0.shape == (8, 1, 1)
+    assert batch.state1.shape == (8, 1, 1)
+    assert batch.action.shape == (8, 1)
+    assert batch.reward.shape == (8,) and batch.reward.dtype == np.float32
+    assert batch.terminal.shape == (8,)
+
+
+def test_transitions_never_cross_episodes_and_next_state_is_right():
+    memory = SequentialMemory(limit=1000, seed=1)
+    fill(memory, episodes=20, length=7)
+    batch = memory.sample(1000)
+    s0, s1 = batch.state0[:, 0, 0], batch.state1[:, 0, 0]
+    np.testing.assert_array_equal(s1, s0 + 1)  # same episode, next step
+    np.testing.assert_array_equal(batch.reward, s0 % 1000)  # reward t stored with obs t
+    assert memory.nb_transitions == 20 * 7
+    assert memory.nb_entries == 20 * 8  # one extra slot per episode for its final observation
+
+
+def test_terminated_cuts_bootstrap_but_truncated_keeps_final_observation():
+    memory = SequentialMemory(limit=100, seed=2)
+    fill(memory, episodes=1, length=3, truncate_last=False, start=0)
+    fill(memory, episodes=1, length=3, truncate_last=True, start=1)
+    batch = memory.sample(100)
+    s0, s1 = batch.state0[:, 0, 0], batch.state1[:, 0, 0]
+    last_terminated = s0 == 2.0
+    last_truncated = s0 == 1002.0
+    assert last_terminated.any() and last_truncated.any()
+    assert np.all(batch.terminal[last_terminated] == 1.0)
+    assert np.all(batch.terminal[last_truncated] == 0.0)  # bootstraps...
+    assert np.all(s1[last_truncated] == 1003.0)  # ...from the real final observation
+    assert np.all(batch.terminal[~last_terminated] == 0.0)
+
+
+def test_ring_buffer_overwrites_oldest_and_keeps_consistency():
+    memory = SequentialMemory(limit=50, seed=3)
+    fill(memory, episodes=30, length=4)  # 150 slots written into 50
+    assert memory.nb_entries == 50
+    batches = [memory.sample(50) for _ in range(10)]
+    s0 = np.concatenate([b.state0[:, 0, 0] for b in batches])
+    s1 = np.concatenate([b.state1[:, 0, 0] for b in batches])
+    np.testing.assert_array_equal(s1, s0 + 1)
+    assert s0.min() >= 1000 * 20  # only the last ~10 episodes remain
+
+
+def test_windows_are_zero_padded_at_episode_start_and_never_mix_episodes():
+    memory = SequentialMemory(limit=500, window_length=3, seed=4)
+    fill(memory, episodes=10, length=6)
+    batch = memory.sample(400)
+    assert batch.state0.shape == (400, 3, 1)
+    for s0, s1 in zip(batch.state0[:, :, 0], batch.state1[:, :, 0]):
+        last = s0[-1]
+        episode_start = last - last % 1000
+        t = int(last % 1000)
+        expected = [episode_start + k if k >= 0 else 0.0 for k in (t - 2, t - 1, t)]
+        np.testing.assert_array_equal(s0, expected)
+        expected1 = [episode_start + k if k >= 0 else 0.0 for k in (t - 1, t, t + 1)]
+        np.testing.assert_array_equal(s1, expected1)
+
+
+def test_windows_after_wraparound_only_use_intact_slots():
+    memory = SequentialMemory(limit=40, window_length=4, seed=5)
+    fill(memory, episodes=25, length=9)
+    states = np.concatenate([memory.sample(40).state0[:, :, 0] for _ in range(8)])
+    for s0 in states:
+        nonzero = s0[s0 != 0]
+        # consecutive observations of one episode
+        np.testing.assert_array_equal(np.diff(nonzero), np.ones(len(nonzero) - 1))
+
+
+def test_observation_window_matches_memory_windows():
+    window = ObservationWindow(3)
+    states = [window.push(np.array([float(t)])) for t in range(4)]
+    np.testing.assert_array_equal(states[0][:, 0], [0, 0, 0])
+    np.testing.assert_array_equal(states[3][:, 0], [1, 2, 3])
+    window.reset()
+    np.testing.assert_array_equal(window.push(np.array([9.0]))[:, 0], [0, 0, 9])
+
+
+def test_same_seed_same_samples_and_different_seed_differs():
+    a, b, c = (SequentialMemory(limit=200, seed=s) for s in (7, 7, 8))
+    for m in (a, b, c):
+        fill(m, episodes=5, length=10)
+    np.testing.assert_array_equal(a.sample(32).state0, b.sample(32).state0)
+    assert not np.array_equal(a.sample(32).state0, c.sample(32).state0)
+
+
+def test_continuation_is_detected_by_value_when_objects_differ():
+    memory = SequentialMemory(limit=100, seed=0)
+    memory.append(np.array([0.0]), [0.0], 0.0, False, np.array([1.0]))
+    memory.append(np.array([1.0]), [0.0], 0.0, False, np.array([2.0]))  # equal values, new object
+    assert memory.nb_entries == 3
+    memory.end_episode()
+    memory.append(np.array([2.0]), [0.0], 0.0, False, np.array([3.0]))  # new episode: new slot
+    assert memory.nb_entries == 5
+
+
+def test_save_and_load_round_trip(tmp_path):
+    memory = SequentialMemory(limit=64, window_length=2, seed=9)
+    fill(memory, episodes=12, length=7)
+    path = tmp_path / "memory.npz"
+    memory.save(path)
+    restored = SequentialMemory(limit=64, window_length=2, seed=123)
+    restored.load(path)
+    a, b = memory.sample(16), restored.sample(16)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    with np.load(path, allow_pickle=False) as data:  # readable without pickle
+        assert "observations" in data.files
+
+
+def test_load_rejects_bad_files(tmp_path):
+    memory = SequentialMemory(limit=64)
+    with pytest.raises(ValueError, match="does not exist"):
+        memory.load(tmp_path / "missing.npz")
+    fill(memory, 2, 3)
+    path = tmp_path / "m.npz"
+    memory.save(path)
+    data = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        SequentialMemory(limit=64).load(tmp_path / "cut.npz")
+    with pytest.raises(ValueError, match="limit=64"):
+        SequentialMemory(limit=32).load(path)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"limit": 0}, ValueError, "limit"),
+        ({"limit": 1.5}, TypeError, "limit"),
+        ({"limit": 10, "window_length": 0}, ValueError, "window_length"),
+    ],
+)
+def test_constructor_validation(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        SequentialMemory(**kwargs)
+
+
+def test_sample_validation():
+    memory = SequentialMemory(limit=10)
+    with pytest.raises(ValueError, match="no transition"):
+        memory.sample(2)
+    fill(memory, 1, 3)
+    with pytest.raises(ValueError, match="batch_size"):
+        memory.sample(0)
+    with pytest.raises(ValueError, match="batch_size"):
+        memory.sample(11)
+
+
+def test_append_rejects_shape_changes():
+    memory = SequentialMemory(limit=10)
+    memory.append(np.zeros(2), [0.0], 0.0, False, np.zeros(2))
+    with pytest.raises(ValueError, match="observation.shape"):
+        memory.append(np.zeros(3), [0.0], 0.0, False, np.zeros(3))
+    with pytest.raises(ValueError, match="action.shape"):
+        memory.append(np.zeros(2), [0.0, 1.0], 0.0, False, np.zeros(2))
+
+
+def test_memory_use_is_proportional_to_limit():
+    memory = SequentialMemory(limit=100_000)
+    fill(memory, 1, 2)
+    nbytes = memory._observations.nbytes + memory._actions.nbytes
+    assert nbytes == 100_000 * (1 + 1) * 4
