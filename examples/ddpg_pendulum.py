@@ -1,7 +1,7 @@
 """Train DDPG on Pendulum-v1, save its weights, then test it without exploration noise.
 
-    python examples/ddpg_pendulum.py                 # 20 000 steps, seed 0
-    python examples/ddpg_pendulum.py --seed 1 --steps 30000 --render
+python examples/ddpg_pendulum.py                 # 20 000 steps, seed 0
+python examples/ddpg_pendulum.py --seed 1 --steps 30000 --render
 """
 
 import argparse

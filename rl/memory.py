@@ -298,9 +298,7 @@ class SequentialMemory:
         The file uses numpy's format without pickled objects.
         """
         arrays: dict[str, np.ndarray] = {
-            "config": np.array(
-                [self.limit, self.window_length, int(self.ignore_episode_boundaries)], dtype=np.int64
-            ),
+            "config": np.array([self.limit, self.window_length, int(self.ignore_episode_boundaries)], dtype=np.int64),
             "counters": np.array(
                 [self._next, self._size, self._nb_valid, self._pending, int(self._open)], dtype=np.int64
             ),

@@ -128,8 +128,7 @@ def get_optimizer(optimizer: Any, name: str = "optimizer") -> keras.optimizers.O
         except ValueError as e:
             raise ValueError(f"Unknown optimizer. Received: {name}={optimizer!r}") from e
     raise TypeError(
-        f"`{name}` must be a Keras optimizer, its name (such as 'adam') or its config. "
-        f"Received: {name}={optimizer!r}"
+        f"`{name}` must be a Keras optimizer, its name (such as 'adam') or its config. Received: {name}={optimizer!r}"
     )
 
 

@@ -121,8 +121,9 @@ def test_start_steps_use_the_policy_before_the_agent_acts():
         return np.array([0.0], dtype=np.float32)
 
     agent = make_agent()
-    agent.fit(CountingEnv(terminate_at=50), nb_steps=5, nb_max_start_steps=10, start_step_policy=policy, verbose=0,
-              seed=3)
+    agent.fit(
+        CountingEnv(terminate_at=50), nb_steps=5, nb_max_start_steps=10, start_step_policy=policy, verbose=0, seed=3
+    )
     nb_start = len(calls)
     assert 0 <= nb_start < 10
     assert agent.forwards[0][1] == nb_start  # the agent's first observation comes after the start steps
@@ -263,6 +264,7 @@ def test_visualize_without_render_mode_warns_and_rgb_frames_are_collected():
     from rl.callbacks import Visualizer
 
     vis = Visualizer()
-    agent.test(CountingEnv(terminate_at=3, render_mode="rgb_array"), nb_episodes=1, visualize=False,
-               callbacks=[vis], verbose=0)
+    agent.test(
+        CountingEnv(terminate_at=3, render_mode="rgb_array"), nb_episodes=1, visualize=False, callbacks=[vis], verbose=0
+    )
     assert len(vis.frames) == 3

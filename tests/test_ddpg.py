@@ -56,9 +56,18 @@ def test_keras_rl_style_script_runs_unchanged():
 
     memory = SequentialMemory(limit=100000, window_length=1)
     random_process = OrnsteinUhlenbeckProcess(size=nb_actions, theta=0.15, mu=0.0, sigma=0.3)
-    agent = DDPGAgent(nb_actions=nb_actions, actor=actor, critic=critic, critic_action_input=action_input,
-                      memory=memory, nb_steps_warmup_critic=100, nb_steps_warmup_actor=100,
-                      random_process=random_process, gamma=0.99, target_model_update=1e-3)
+    agent = DDPGAgent(
+        nb_actions=nb_actions,
+        actor=actor,
+        critic=critic,
+        critic_action_input=action_input,
+        memory=memory,
+        nb_steps_warmup_critic=100,
+        nb_steps_warmup_actor=100,
+        random_process=random_process,
+        gamma=0.99,
+        target_model_update=1e-3,
+    )
     agent.compile(keras.optimizers.Adam(learning_rate=0.001, clipnorm=1.0), metrics=["mae"])
 
     history = agent.fit(env, nb_steps=400, visualize=False, verbose=0, nb_max_episode_steps=200)
@@ -123,8 +132,17 @@ def test_multi_input_models_with_dict_observations_through_a_processor():
     actor = keras.Model([pos, vel], layers.Dense(1, activation="tanh")(layers.Concatenate()([pos, vel])))
     a_in, c_pos, c_vel = keras.Input((1,)), keras.Input((2,)), keras.Input((1,))
     critic = keras.Model([c_pos, a_in, c_vel], layers.Dense(1)(layers.Concatenate()([a_in, c_pos, c_vel])))
-    agent = DDPGAgent(1, actor, critic, a_in, SequentialMemory(100, seed=0), batch_size=4,
-                      nb_steps_warmup_actor=5, nb_steps_warmup_critic=5, processor=DictProcessor())
+    agent = DDPGAgent(
+        1,
+        actor,
+        critic,
+        a_in,
+        SequentialMemory(100, seed=0),
+        batch_size=4,
+        nb_steps_warmup_actor=5,
+        nb_steps_warmup_critic=5,
+        processor=DictProcessor(),
+    )
     agent.compile("adam")
     history = agent.fit(DictEnv(), nb_steps=24, verbose=0)
     assert history.history["nb_episode_steps"] == [8, 8, 8]

@@ -11,8 +11,14 @@ def fill(memory, episodes, length, truncate_last=False, start=0):
         for t in range(length):
             nxt = np.array([1000.0 * e + t + 1])
             last = t == length - 1
-            memory.append(obs, [float(t)], float(t), terminal=last and not truncate_last, next_observation=nxt,
-                          truncated=last and truncate_last)
+            memory.append(
+                obs,
+                [float(t)],
+                float(t),
+                terminal=last and not truncate_last,
+                next_observation=nxt,
+                truncated=last and truncate_last,
+            )
             obs = nxt
 
 

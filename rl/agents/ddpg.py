@@ -168,7 +168,8 @@ class DDPGAgent(Agent):
             )
         if len(actor.outputs) != 1 or tuple(actor.outputs[0].shape[1:]) != (self.nb_actions,):
             raise ValueError(
-                f"The actor must have a single output of shape (None, {self.nb_actions}) (nb_actions={self.nb_actions}). "
+                f"The actor must have a single output of shape (None, {self.nb_actions}) "
+                f"(nb_actions={self.nb_actions}). "
                 f"Received: actor.outputs={[tuple(o.shape) for o in actor.outputs]}"
             )
         action_shape = tuple(critic_action_input.shape[1:])
@@ -182,7 +183,8 @@ class DDPGAgent(Agent):
         if len(self._critic_obs_inputs) != len(actor.inputs):
             raise ValueError(
                 f"The critic must take the same observation inputs as the actor plus the action: the actor has "
-                f"{len(actor.inputs)} input(s), the critic {len(critic.inputs)}. Received: critic.inputs={critic.inputs}"
+                f"{len(actor.inputs)} input(s), the critic {len(critic.inputs)}. "
+                f"Received: critic.inputs={critic.inputs}"
             )
         self.actor = actor
         self.critic = critic
@@ -339,15 +341,16 @@ class DDPGAgent(Agent):
         space = getattr(env, "action_space", None)
         if not isinstance(space, gym.spaces.Box):
             raise TypeError(
-                "DDPG needs a continuous action space (gymnasium.spaces.Box). "
-                f"Received: env.action_space={space!r}"
+                f"DDPG needs a continuous action space (gymnasium.spaces.Box). Received: env.action_space={space!r}"
             )
         if space.shape != (self.nb_actions,):
             raise ValueError(
                 f"The action space's shape must be (nb_actions,) = ({self.nb_actions},). "
                 f"Received: env.action_space.shape={space.shape}"
             )
-        maps_actions = self.processor is not None and type(self.processor).process_action is not Processor.process_action
+        maps_actions = (
+            self.processor is not None and type(self.processor).process_action is not Processor.process_action
+        )
         finite = bool(np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)))
         if not finite and not maps_actions:
             raise ValueError(
@@ -478,7 +481,9 @@ class DDPGAgent(Agent):
         return tf.cast(self.actor(self._model_input(states), training=False)[0], tf.float32)
 
     def _hard_update_graph(self) -> tf.Tensor:
-        for t, s in zip(self.target_actor.weights + self.target_critic.weights, self.actor.weights + self.critic.weights):
+        for t, s in zip(
+            self.target_actor.weights + self.target_critic.weights, self.actor.weights + self.critic.weights
+        ):
             t.assign(s)
         return tf.constant(0)
 
@@ -501,8 +506,10 @@ class DDPGAgent(Agent):
                     return self._train_graph(flat, _c, _a)
 
             fn = tf.function(python_fn, jit_compile=self.jit_compile)
-            concrete = fn.get_concrete_function() if size is None else fn.get_concrete_function(
-                tf.TensorSpec([size], tf.float32)
+            concrete = (
+                fn.get_concrete_function()
+                if size is None
+                else fn.get_concrete_function(tf.TensorSpec([size], tf.float32))
             )
             entry = (fn, size, concrete)
             self._fns[key] = entry
@@ -580,7 +587,9 @@ class DDPGAgent(Agent):
             return metrics
         if self.step % self.memory_interval == 0:
             if next_observation is None:
-                raise ValueError("`next_observation` is required to store a transition. Received: next_observation=None")
+                raise ValueError(
+                    "`next_observation` is required to store a transition. Received: next_observation=None"
+                )
             self.memory.append(
                 self.recent_observation,
                 self.recent_action,
