@@ -1,0 +1,225 @@
+"""Bad input fails early with an error naming the argument and the value received."""
+
+import gymnasium as gym
+import keras
+import numpy as np
+import pytest
+from conftest import CountingEnv, small_models
+from keras import layers
+
+from rl.agents import DDPGAgent
+from rl.memory import SequentialMemory
+from rl.random import OrnsteinUhlenbeckProcess
+
+
+def build(model_actions=1, window_length=1, actor_actions=None, **kwargs):
+    keras.utils.set_random_seed(0)
+    nb_actions = model_actions
+    actor, critic, action_in = small_models((2,), nb_actions=model_actions, window_length=window_length)
+    if actor_actions is not None:
+        obs_in = keras.Input((window_length, 2))
+        actor = keras.Model(obs_in, layers.Dense(actor_actions)(layers.Flatten()(obs_in)))
+    args = dict(
+        nb_actions=nb_actions,
+        actor=actor,
+        critic=critic,
+        critic_action_input=action_in,
+        memory=SequentialMemory(limit=100, window_length=window_length),
+    )
+    args.update(kwargs)
+    return DDPGAgent(**args)
+
+
+def two_output_critic():
+    a, o = keras.Input((1,)), keras.Input((1, 2))
+    x = layers.Concatenate()([a, layers.Flatten()(o)])
+    return keras.Model([a, o], layers.Dense(2)(x)), a
+
+
+CONSTRUCTION_CASES = [
+    (
+        "critic_action_input not an input of the critic",
+        {"critic_action_input": keras.Input((1,))},
+        ValueError,
+        "critic_action_input",
+    ),
+    ("actor output size != nb_actions", {"actor_actions": 3}, ValueError, r"nb_actions=1"),
+    ("actor not a model", {"actor": "actor"}, TypeError, "actor='actor'"),
+    ("memory without append/sample", {"memory": [1, 2]}, TypeError, r"memory=\[1, 2\]"),
+    ("nb_actions zero", {"nb_actions": 0}, ValueError, "nb_actions=0"),
+    ("gamma above 1", {"gamma": 1.5}, ValueError, "gamma=1.5"),
+    ("gamma below 0", {"gamma": -0.1}, ValueError, "gamma=-0.1"),
+    ("gamma not a number", {"gamma": "high"}, TypeError, "gamma='high'"),
+    ("batch_size zero", {"batch_size": 0}, ValueError, "batch_size=0"),
+    ("batch_size above the memory limit", {"batch_size": 101}, ValueError, "batch_size=101"),
+    ("negative critic warm-up", {"nb_steps_warmup_critic": -1}, ValueError, "nb_steps_warmup_critic=-1"),
+    ("negative actor warm-up", {"nb_steps_warmup_actor": -5}, ValueError, "nb_steps_warmup_actor=-5"),
+    ("train_interval zero", {"train_interval": 0}, ValueError, "train_interval=0"),
+    ("memory_interval zero", {"memory_interval": 0}, ValueError, "memory_interval=0"),
+    ("target_model_update zero", {"target_model_update": 0}, ValueError, "target_model_update=0"),
+    ("target_model_update negative", {"target_model_update": -1.0}, ValueError, "target_model_update=-1.0"),
+    ("delta_clip zero", {"delta_clip": 0.0}, ValueError, "delta_clip=0.0"),
+    (
+        "noise size != nb_actions",
+        {"random_process": OrnsteinUhlenbeckProcess(theta=0.1, size=2)},
+        ValueError,
+        "random_process.size=2",
+    ),
+    ("noise without sample()", {"random_process": object()}, TypeError, "random_process="),
+    ("processor of the wrong type", {"processor": "scale"}, TypeError, "processor='scale'"),
+]
+
+
+@pytest.mark.parametrize("case, kwargs, error, words", CONSTRUCTION_CASES, ids=[c[0] for c in CONSTRUCTION_CASES])
+def test_construction_errors(case, kwargs, error, words):
+    with pytest.raises(error, match=words):
+        build(**kwargs)
+
+
+def test_critic_with_two_outputs():
+    critic, a = two_output_critic()
+    with pytest.raises(ValueError, match=r"single output of shape \(None, 1\)"):
+        build(critic=critic, critic_action_input=a)
+
+
+def test_window_with_memory_interval():
+    with pytest.raises(ValueError, match="memory_interval=2"):
+        build(window_length=2, memory_interval=2)
+
+
+def test_window_length_mismatch_between_memory_and_models():
+    agent = build(memory=SequentialMemory(limit=100, window_length=3))  # models expect (1, 2)
+    agent.compile("adam")
+    with pytest.raises(ValueError, match=r"window_length=3.*observation_space.shape=\(2,\)"):
+        agent.fit(CountingEnv(), nb_steps=10, verbose=0)
+
+
+def test_observation_shape_mismatch_is_caught_before_any_step():
+    class Wide(CountingEnv):
+        def step(self, action):
+            raise AssertionError("no step should run")
+
+    agent = build()
+    agent.compile("adam")
+    with pytest.raises(ValueError, match=r"observation_space.shape=\(5,\)"):
+        agent.fit(Wide(obs_dim=5), nb_steps=10, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "optimizer, error, words",
+    [
+        ([keras.optimizers.Adam(), keras.optimizers.Adam(), keras.optimizers.Adam()], ValueError, "3 optimizers"),
+        ("adamx", ValueError, "optimizer='adamx'"),
+        (42, TypeError, "optimizer=42"),
+        ([keras.optimizers.Adam(), "nope"], ValueError, r"optimizer\[1\]='nope'"),
+    ],
+)
+def test_compile_optimizer_errors(optimizer, error, words):
+    with pytest.raises(error, match=words):
+        build().compile(optimizer)
+
+
+def test_compile_metric_errors():
+    with pytest.raises(ValueError, match="metrics="):
+        build().compile("adam", metrics=["not_a_metric"])
+    with pytest.raises(TypeError, match="metrics='mae'"):
+        build().compile("adam", metrics="mae")
+
+
+def test_fit_before_compile():
+    with pytest.raises(ValueError, match="compile"):
+        build().fit(CountingEnv(), nb_steps=10)
+
+
+class DiscreteEnv(CountingEnv):
+    def __init__(self):
+        super().__init__()
+        self.action_space = gym.spaces.Discrete(3)
+
+
+class UnboundedEnv(CountingEnv):
+    def __init__(self):
+        super().__init__()
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    "env, error, words",
+    [
+        (DiscreteEnv(), TypeError, r"action_space=Discrete\(3\)"),
+        (UnboundedEnv(), ValueError, "bounded"),
+        (CountingEnv(nb_actions=2), ValueError, r"action_space.shape=\(2,\)"),
+    ],
+)
+def test_action_space_errors(env, error, words):
+    agent = build()
+    agent.compile("adam")
+    with pytest.raises(error, match=words):
+        agent.fit(env, nb_steps=10, verbose=0)
+
+
+def test_nan_reward_names_the_step():
+    class NanReward(CountingEnv):
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            return obs, (np.nan if self.t == 5 else reward), terminated, truncated, info
+
+    agent = build()
+    agent.compile("adam")
+    with pytest.raises(ValueError, match=r"non-finite reward at step 4 of episode 0 \(agent step 4\)"):
+        agent.fit(NanReward(), nb_steps=10, verbose=0)
+
+
+def test_weights_of_another_architecture(tmp_path):
+    agent = build()
+    agent.compile("adam")
+    agent.save_weights(tmp_path / "a.weights.h5")
+    keras.utils.set_random_seed(0)
+    actor, critic, action_in = small_models((2,), hidden=32)
+    other = DDPGAgent(1, actor, critic, action_in, SequentialMemory(100))
+    with pytest.raises(ValueError, match="another architecture"):
+        other.load_weights(tmp_path / "a.weights.h5")
+
+
+def test_missing_and_truncated_weight_files(tmp_path):
+    agent = build()
+    with pytest.raises(ValueError, match="does not exist"):
+        agent.load_weights(tmp_path / "missing.weights.h5")
+    agent.save_weights(tmp_path / "a.weights.h5")
+    actor_file = tmp_path / "a_actor.weights.h5"
+    actor_file.write_bytes(actor_file.read_bytes()[:300])
+    with pytest.raises(ValueError, match="damaged"):
+        agent.load_weights(tmp_path / "a.weights.h5")
+
+
+def test_existing_weights_are_not_overwritten_and_failed_saves_keep_the_old_file(tmp_path, monkeypatch):
+    agent = build()
+    agent.save_weights(tmp_path / "a.weights.h5")
+    good = (tmp_path / "a_actor.weights.h5").read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        agent.save_weights(tmp_path / "a.weights.h5")
+
+    def crash(path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(agent.actor, "save_weights", crash)
+    with pytest.raises(OSError, match="disk full"):
+        agent.save_weights(tmp_path / "a.weights.h5", overwrite=True)
+    assert (tmp_path / "a_actor.weights.h5").read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_actor.weights.h5", "a_critic.weights.h5"]
+
+
+def test_missing_and_damaged_checkpoints(tmp_path):
+    env = CountingEnv(terminate_at=10)
+    agent = build(nb_steps_warmup_actor=5, nb_steps_warmup_critic=5, batch_size=4)
+    agent.compile("adam")
+    with pytest.raises(ValueError, match="checkpoint index does not exist"):
+        agent.load_checkpoint(tmp_path / "nothing")
+    agent.fit(env, nb_steps=20, verbose=0)
+    folder = agent.save_checkpoint(tmp_path / "ckpt")
+    memory_file = tmp_path / "ckpt" / folder.split("/")[-1] / "memory.npz"
+    memory_file.write_bytes(memory_file.read_bytes()[:100])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        agent.load_checkpoint(tmp_path / "ckpt")
