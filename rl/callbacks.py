@@ -219,14 +219,17 @@ class TrainIntervalLogger(Callback):
         self._names = list(self.model.metrics_names)
         self._steps = 0
         print(f"Training for {self.params['nb_steps']} steps ...")
+        self._first_step = self.model.step
+        self._target = min(self.interval, self.params["nb_steps"])
         self._start_interval()
 
     def _start_interval(self) -> None:
         self._interval_start = time.perf_counter()
         self._metrics: list = []
         self._episode_rewards: list = []
-        self._progbar = keras.utils.Progbar(target=self.interval, interval=0.5)
-        print(f"Interval {self._steps // self.interval + 1} ({self._steps} steps performed)")
+        remaining = self.params["nb_steps"] - self._steps
+        self._progbar = keras.utils.Progbar(target=min(self.interval, remaining), interval=0.5)
+        print(f"Interval {self._steps // self.interval + 1} ({self._first_step + self._steps} steps performed)")
 
     def on_step_end(self, step: int, logs: dict | None = None) -> None:
         self._steps += 1
@@ -234,17 +237,18 @@ class TrainIntervalLogger(Callback):
         done = self._steps % self.interval
         if done == 0:
             self._progbar.update(self.interval, finalize=True)
-            self._summarise()
-            self._start_interval()
+            self._summarise(self.interval)
+            if self._steps < self.params["nb_steps"]:
+                self._start_interval()
         elif done % self._refresh == 0:
             self._progbar.update(done, values=[("reward", float(logs["reward"]))])
 
     def on_episode_end(self, episode: int, logs: dict | None = None) -> None:
         self._episode_rewards.append(logs["episode_reward"])
 
-    def _summarise(self) -> None:
+    def _summarise(self, steps: int) -> None:
         duration = time.perf_counter() - self._interval_start
-        line = f"{self.interval / max(duration, 1e-9):.0f} steps/s"
+        line = f"{steps / max(duration, 1e-9):.0f} steps/s"
         if self._episode_rewards:
             r = np.asarray(self._episode_rewards)
             line += f" - {len(r)} episodes - episode_reward: {r.mean():.3f} [{r.min():.3f}, {r.max():.3f}]"
@@ -256,6 +260,9 @@ class TrainIntervalLogger(Callback):
         print(line)
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        if self._steps % self.interval:
+            self._progbar.update(self._steps % self.interval, finalize=True)
+            self._summarise(self._steps % self.interval)
         print(f"done, took {time.perf_counter() - self._train_start:.3f} seconds")
 
 
@@ -335,7 +342,8 @@ class ModelIntervalCheckpoint(Callback):
         total = self.model.step
         if total % self.interval != 0:
             return
-        filepath = self.filepath.format(step=total, **{k: v for k, v in (logs or {}).items() if np.isscalar(v)})
+        # Only `{step}` is filled here: a `{}` is left for `save_weights` (actor / critic).
+        filepath = self.filepath.replace("{step}", str(total))
         if self.verbose:
             print(f"Step {total}: saving model to {filepath}")
         self.model.save_weights(filepath, overwrite=True)

@@ -170,6 +170,12 @@ class Agent:
     def _end_episode(self) -> None:
         """Called when an episode is abandoned without ending (the run stopped in its middle)."""
 
+    def _on_run_begin(self, training: bool) -> None:
+        """Called at the start of `fit` (training=True) or `test`, after the environment checks."""
+
+    def _on_run_end(self, training: bool) -> None:
+        """Called when `fit` or `test` stops, however it stops (also on errors and Ctrl-C)."""
+
     # ----------------------------------------------------------------- running
     def fit(
         self,
@@ -325,9 +331,12 @@ class Agent:
         else:
             cbs.set_params({"nb_episodes": nb_episodes})
         if seed is not None:
-            self._rng = np.random.default_rng(seed)
+            if training:
+                self._rng = np.random.default_rng(seed)
             if hasattr(env, "action_space") and hasattr(env.action_space, "seed"):
                 env.action_space.seed(seed)
+        # `test` draws its start steps from its own generator, leaving training's untouched.
+        self._run_rng = self._rng if training else np.random.default_rng(seed)
         reset_seed = seed
 
         processor = self.processor
@@ -340,6 +349,7 @@ class Agent:
         want_action_hooks = cbs.wants("on_action_begin") or cbs.wants("on_action_end")
         env_step = env.step
 
+        self._on_run_begin(training)
         self.training = training
         self.stop_training = False
         end_step = self.step + nb_steps if training else None
@@ -379,7 +389,7 @@ class Agent:
                 action = self.forward(observation)
                 env_action = processor.process_action(action) if processor is not None else action
                 if low is not None:
-                    env_action = np.clip(env_action, low, high)
+                    env_action = np.minimum(np.maximum(env_action, low), high)
                 reward = 0.0
                 terminated = truncated = False
                 info: dict = {}
@@ -442,6 +452,7 @@ class Agent:
             if episode_running:
                 self._end_episode()
             self.training = False
+            self._on_run_end(training)
         cbs.on_train_end({"did_abort": did_abort})
         self.history = history
         return history
@@ -479,7 +490,7 @@ class Agent:
         low: Any,
         high: Any,
     ) -> Any:
-        for _ in range(int(self._rng.integers(0, nb_max_start_steps))):
+        for _ in range(int(self._run_rng.integers(0, nb_max_start_steps))):
             action = env.action_space.sample() if policy is None else policy(observation)
             if self.processor is not None:
                 action = self.processor.process_action(action)
@@ -531,6 +542,9 @@ class Agent:
             if env is not None:
                 state["env_rng"] = _env_rng_state(env)
             write_json_atomic(os.path.join(tmp, "state.json"), state)
+            for entry in os.listdir(tmp):
+                with open(os.path.join(tmp, entry), "rb+") as f:
+                    os.fsync(f.fileno())
             _fsync_dir(tmp)
             os.rename(tmp, final)
             _fsync_dir(dirpath)

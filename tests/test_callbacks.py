@@ -81,3 +81,23 @@ def test_loggers_validate_interval():
         ModelIntervalCheckpoint("w_{step}.h5", interval=-1)
     with pytest.raises(TypeError, match="interval"):
         FileLogger("log.json", interval=np.float64(1.5))
+
+
+def test_model_interval_checkpoint_with_a_keras_rl_name_saves_both_networks(tmp_path):
+    from test_ddpg import make_agent as make_ddpg
+
+    env = CountingEnv(terminate_at=10)
+    agent = make_ddpg(env)
+    agent.fit(
+        env,
+        nb_steps=10,
+        verbose=0,
+        callbacks=[ModelIntervalCheckpoint(str(tmp_path / "ddpg_{}_{step}.h5f"), interval=5)],
+    )
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "ddpg_actor_10.weights.h5",
+        "ddpg_actor_5.weights.h5",
+        "ddpg_critic_10.weights.h5",
+        "ddpg_critic_5.weights.h5",
+    ]

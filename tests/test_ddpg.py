@@ -245,8 +245,9 @@ def test_nothing_is_retraced_after_the_first_steps():
     env = CountingEnv(terminate_at=15)
     agent = make_agent(env, warmup=10)
     agent.fit(env, nb_steps=30, verbose=0)
+    agent.test(env, nb_episodes=1, visualize=False, verbose=0)
     traces = agent.trace_count
-    assert traces == 2  # acting, and the training step
+    assert traces == 3  # acting while training, the training step, acting in test
     agent.fit(env, nb_steps=200, verbose=0)
     agent.test(env, nb_episodes=2, visualize=False, verbose=0)
     assert agent.trace_count == traces
@@ -284,3 +285,51 @@ def test_compile_accepts_strings_and_pairs():
     agent.compile([opt_a, opt_c])
     assert agent.actor_optimizer is opt_a and agent.critic_optimizer is opt_c
     agent.fit(env, nb_steps=25, verbose=0)
+
+
+def test_flat_and_per_variable_training_give_the_same_weights():
+    """The flat weight layout is an implementation detail: the maths must not change."""
+    results = []
+    for flat in (True, False):
+        env = CountingEnv(terminate_at=20)
+        agent = make_agent(env, seed=6, metrics=["mae"])
+        agent._flat_allowed = flat
+        agent.compile(keras.optimizers.Adam(learning_rate=1e-3), metrics=["mae"])
+        assert agent.flat_weights is flat
+        history = agent.fit(env, nb_steps=120, verbose=0, seed=6)
+        results.append((history.history["episode_reward"], [m.get_weights() for m in agent.layers]))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
+    for a, b in zip(sum(results[0][1], []), sum(results[1][1], [])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_flat_layout_is_chosen_only_where_it_is_exact():
+    env = CountingEnv()
+    agent = make_agent(env)
+    assert agent.flat_weights  # Adam on float32 Dense models
+    agent.compile(keras.optimizers.Adam(learning_rate=1e-3, clipnorm=1.0))
+    assert not agent.flat_weights  # clipnorm clips each variable on its own
+    agent.compile(keras.optimizers.Adafactor())
+    assert not agent.flat_weights
+
+
+def test_hand_written_loop_trains_and_acts_with_current_weights():
+    env = CountingEnv()
+    agent = make_agent(env, warmup=0)
+    agent._check_env(env)
+    agent.training = True
+    obs = np.zeros(2, np.float32)
+    before = agent.actor.get_weights()
+    for _ in range(5):
+        agent.forward(obs)
+        agent.backward(1.0, False, next_observation=obs)
+        agent.step += 1
+    agent.training = False
+    agent.forward(obs)  # acting outside training refreshes the models first
+    assert any(not np.allclose(a, b) for a, b in zip(agent.actor.get_weights(), before))
+
+
+def test_fast_direct_call_is_active():
+    from rl.agents.ddpg import _direct_call_works
+
+    assert _direct_call_works()
