@@ -223,3 +223,10 @@ def test_missing_and_damaged_checkpoints(tmp_path):
     memory_file.write_bytes(memory_file.read_bytes()[:100])
     with pytest.raises(ValueError, match="corrupt or truncated"):
         agent.load_checkpoint(tmp_path / "ckpt")
+
+
+def test_jit_compile_auto_and_bad_values():
+    assert build().jit_compile is False  # 16-unit test networks: below the XLA threshold
+    assert build(jit_compile=True).jit_compile is True
+    with pytest.raises(ValueError, match="jit_compile='yes'"):
+        build(jit_compile="yes")

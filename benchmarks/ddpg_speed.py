@@ -1,0 +1,269 @@
+"""DDPG training speed on Pendulum-v1: this library, and optionally Stable-Baselines3, in one run.
+
+Each run is a fresh subprocess (so its peak memory is its own); with `--vs sb3` the two libraries
+alternate (ours first in even pairs, SB3 first in odd ones) with identical settings: same network
+sizes, batch, learning rate, tau, gamma, warm-up, Ornstein-Uhlenbeck noise, buffer, and one
+gradient step per environment step. Printed per run: env steps/s, the share of wall time inside
+the compiled training/acting call, peak RSS, and the mean noise-free test return.
+
+    python benchmarks/ddpg_speed.py --setting large --steps 20000 --seeds 0 1 2 --vs sb3
+    python benchmarks/ddpg_speed.py --setting small --steps 20000 --seeds 0 1 2 --vs sb3
+
+Settings: `large` = actor and critic [256, 256], batch 64; `small` = keras-rl's example sizes
+(actor 3 x Dense(16), critic 3 x Dense(32)), batch 32. `--threads N` sets TensorFlow's intra-op
+threads and torch's threads to N for both libraries (0 keeps each library's default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+SETTINGS = {
+    "large": {"actor": [256, 256], "critic": [256, 256], "batch_size": 64},
+    "small": {"actor": [16, 16, 16], "critic": [32, 32, 32], "batch_size": 32},
+}
+COMMON = {
+    "learning_rate": 1e-3,
+    "tau": 0.005,
+    "gamma": 0.99,
+    "warmup": 1000,
+    "buffer": 100_000,
+    "ou_theta": 0.15,
+    "ou_sigma": 0.3,
+    "ou_dt": 1e-2,
+}
+TEST_EPISODES = 10
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def evaluate(policy, env, seed: int) -> float:
+    """Mean return of TEST_EPISODES noise-free episodes (same resets for both libraries)."""
+    returns = []
+    for k in range(TEST_EPISODES):
+        obs, _ = env.reset(seed=seed + 1000 + k)
+        done, total = False, 0.0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
+            total += reward
+            done = terminated or truncated
+        returns.append(total)
+    return sum(returns) / len(returns)
+
+
+def run_ours(setting: dict, steps: int, seed: int) -> dict:
+    import gymnasium as gym
+    import keras
+    from keras import layers
+
+    from rl.agents import DDPGAgent
+    from rl.memory import SequentialMemory
+    from rl.random import OrnsteinUhlenbeckProcess
+
+    keras.utils.set_random_seed(seed)
+    env = gym.make("Pendulum-v1")
+    obs_shape, nb_actions = env.observation_space.shape, env.action_space.shape[0]
+    obs_in = keras.Input((1,) + obs_shape)
+    x = layers.Flatten()(obs_in)
+    for units in setting["actor"]:
+        x = layers.Dense(units, activation="relu")(x)
+    x = layers.Dense(nb_actions, activation="tanh")(x)
+    actor = keras.Model(obs_in, layers.Rescaling(float(env.action_space.high[0]))(x))
+    action_in, critic_obs_in = keras.Input((nb_actions,)), keras.Input((1,) + obs_shape)
+    y = layers.Concatenate()([action_in, layers.Flatten()(critic_obs_in)])
+    for units in setting["critic"]:
+        y = layers.Dense(units, activation="relu")(y)
+    critic = keras.Model([action_in, critic_obs_in], layers.Dense(1)(y))
+    agent = DDPGAgent(
+        nb_actions=nb_actions,
+        actor=actor,
+        critic=critic,
+        critic_action_input=action_in,
+        memory=SequentialMemory(limit=COMMON["buffer"], seed=seed),
+        batch_size=setting["batch_size"],
+        nb_steps_warmup_critic=COMMON["warmup"],
+        nb_steps_warmup_actor=COMMON["warmup"],
+        random_process=OrnsteinUhlenbeckProcess(
+            theta=COMMON["ou_theta"], sigma=COMMON["ou_sigma"], dt=COMMON["ou_dt"], size=nb_actions, seed=seed
+        ),
+        gamma=COMMON["gamma"],
+        target_model_update=COMMON["tau"],
+    )
+    agent.compile(keras.optimizers.Adam(learning_rate=COMMON["learning_rate"]))
+
+    # Time spent inside the compiled call (the training step fused with acting, or acting alone),
+    # including handing the inputs over and reading the outputs back.
+    inside = [0.0]
+    call = agent._call
+
+    def timed_call(key, flat=None):
+        start = time.perf_counter()
+        try:
+            return call(key, flat)
+        finally:
+            inside[0] += time.perf_counter() - start
+
+    agent._call = timed_call
+    start = time.perf_counter()
+    agent.fit(env, nb_steps=steps, verbose=0, seed=seed)
+    wall = time.perf_counter() - start
+    agent._call = call
+    test_env = gym.make("Pendulum-v1")
+    agent.reset_states()
+    mean_return = evaluate(lambda obs: agent.forward(obs), test_env, seed)
+    return {
+        "lib": "ours",
+        "seed": seed,
+        "steps_per_s": steps / wall,
+        "wall_s": wall,
+        "compiled_share": inside[0] / wall,
+        "peak_rss_mb": peak_rss_mb(),
+        "test_return": mean_return,
+        "flat_weights": agent.flat_weights,
+        "traces": agent.trace_count,
+    }
+
+
+def run_sb3(setting: dict, steps: int, seed: int) -> dict:
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3 import DDPG
+    from stable_baselines3.common.noise import OrnsteinUhlenbeckActionNoise
+
+    env = gym.make("Pendulum-v1")
+    nb_actions = env.action_space.shape[0]
+    noise = OrnsteinUhlenbeckActionNoise(
+        mean=np.zeros(nb_actions),
+        sigma=COMMON["ou_sigma"] * np.ones(nb_actions),
+        theta=COMMON["ou_theta"],
+        dt=COMMON["ou_dt"],
+    )
+    model = DDPG(
+        "MlpPolicy",
+        env,
+        learning_rate=COMMON["learning_rate"],
+        buffer_size=COMMON["buffer"],
+        learning_starts=COMMON["warmup"],
+        batch_size=setting["batch_size"],
+        tau=COMMON["tau"],
+        gamma=COMMON["gamma"],
+        train_freq=1,
+        gradient_steps=1,
+        action_noise=noise,
+        policy_kwargs={"net_arch": {"pi": setting["actor"], "qf": setting["critic"]}},
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    wall = time.perf_counter() - start
+    test_env = gym.make("Pendulum-v1")
+    mean_return = evaluate(lambda obs: model.predict(obs, deterministic=True)[0], test_env, seed)
+    return {
+        "lib": "sb3",
+        "seed": seed,
+        "steps_per_s": steps / wall,
+        "wall_s": wall,
+        "compiled_share": None,
+        "peak_rss_mb": peak_rss_mb(),
+        "test_return": mean_return,
+    }
+
+
+def worker(args: argparse.Namespace) -> None:
+    if args.threads:
+        os.environ["TF_NUM_INTRAOP_THREADS"] = str(args.threads)
+        if args.worker == "sb3":
+            import torch
+
+            torch.set_num_threads(args.threads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    run = run_ours if args.worker == "ours" else run_sb3
+    result = run(SETTINGS[args.setting], args.steps, args.seed)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def spawn(lib: str, args: argparse.Namespace, seed: int) -> dict:
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        lib,
+        "--setting",
+        args.setting,
+        "--steps",
+        str(args.steps),
+        "--seed",
+        str(seed),
+        "--threads",
+        str(args.threads),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(f"{lib} run failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+
+
+def fmt(r: dict) -> str:
+    share = "   -  " if r["compiled_share"] is None else f"{100 * r['compiled_share']:5.1f}%"
+    return (
+        f"{r['lib']:>4} seed {r['seed']}: {r['steps_per_s']:7.1f} steps/s  wall {r['wall_s']:7.1f} s  "
+        f"compiled {share}  peak RSS {r['peak_rss_mb']:6.0f} MB  test return {r['test_return']:8.1f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="large")
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--vs", choices=["sb3"], default=None, help="also run Stable-Baselines3's DDPG")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads for both libraries (0: default)")
+    parser.add_argument("--worker", choices=["ours", "sb3"], help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    print(
+        f"setting={args.setting} {SETTINGS[args.setting]} steps={args.steps} threads={args.threads or 'default'} "
+        f"{COMMON}"
+    )
+    pairs = []
+    for k, seed in enumerate(args.seeds):
+        order = ["ours", "sb3"] if k % 2 == 0 else ["sb3", "ours"]
+        if args.vs is None:
+            order = ["ours"]
+        results = {}
+        for lib in order:
+            results[lib] = spawn(lib, args, seed)
+            print(fmt(results[lib]), flush=True)
+        if args.vs:
+            ratio = results["ours"]["steps_per_s"] / results["sb3"]["steps_per_s"]
+            pairs.append((seed, ratio, results))
+            print(f"  pair {k} (seed {seed}): speed ratio ours/sb3 = {ratio:.2f}", flush=True)
+    if pairs:
+        ratios = [r for _, r, _ in pairs]
+        ours = [res["ours"]["test_return"] for _, _, res in pairs]
+        sb3 = [res["sb3"]["test_return"] for _, _, res in pairs]
+        print(
+            f"median speed ratio ours/sb3 = {statistics.median(ratios):.2f} (pairs: "
+            f"{', '.join(f'{r:.2f}' for r in ratios)})"
+        )
+        print(f"mean test return: ours {statistics.mean(ours):.1f}, sb3 {statistics.mean(sb3):.1f}")
+
+
+if __name__ == "__main__":
+    main()
