@@ -11,7 +11,7 @@ the compiled training/acting call, peak RSS, and the mean noise-free test return
 
 Settings: `large` = actor and critic [256, 256], batch 64; `small` = keras-rl's example sizes
 (actor 3 x Dense(16), critic 3 x Dense(32)), batch 32. `--threads N` sets TensorFlow's intra-op
-threads and torch's threads to N for both libraries (0 keeps each library's default).
+threads (and, unless `--sb3-threads` says otherwise, torch's threads) to N; 0 keeps the default.
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ def run_ours(setting: dict, steps: int, seed: int) -> dict:
         ),
         gamma=COMMON["gamma"],
         target_model_update=COMMON["tau"],
+        jit_compile={"auto": "auto", "on": True, "off": False}[os.environ.get("RL_BENCH_JIT", "auto")],
     )
     agent.compile(keras.optimizers.Adam(learning_rate=COMMON["learning_rate"]))
 
@@ -181,12 +182,12 @@ def run_sb3(setting: dict, steps: int, seed: int) -> dict:
 
 
 def worker(args: argparse.Namespace) -> None:
-    if args.threads:
+    if args.worker == "ours" and args.threads:
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(args.threads)
-        if args.worker == "sb3":
-            import torch
+    if args.worker == "sb3" and args.sb3_threads:
+        import torch
 
-            torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.sb3_threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     run = run_ours if args.worker == "ours" else run_sb3
     result = run(SETTINGS[args.setting], args.steps, args.seed)
@@ -207,6 +208,10 @@ def spawn(lib: str, args: argparse.Namespace, seed: int) -> dict:
         str(seed),
         "--threads",
         str(args.threads),
+        "--sb3-threads",
+        str(args.sb3_threads),
+        "--jit",
+        args.jit,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in out.stdout.splitlines():
@@ -230,16 +235,26 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--vs", choices=["sb3"], default=None, help="also run Stable-Baselines3's DDPG")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads for both libraries (0: default)")
+    parser.add_argument(
+        "--sb3-threads",
+        type=int,
+        default=None,
+        help="torch threads for SB3 (default: same as --threads; 0: torch's default)",
+    )
+    parser.add_argument("--jit", choices=["auto", "on", "off"], default="auto", help="our agent's jit_compile")
     parser.add_argument("--worker", choices=["ours", "sb3"], help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ["RL_BENCH_JIT"] = args.jit
+    if args.sb3_threads is None:
+        args.sb3_threads = args.threads
     if args.worker:
         worker(args)
         return
 
     print(
         f"setting={args.setting} {SETTINGS[args.setting]} steps={args.steps} threads={args.threads or 'default'} "
-        f"{COMMON}"
+        f"sb3_threads={args.sb3_threads or 'default'} jit={args.jit} {COMMON}"
     )
     pairs = []
     for k, seed in enumerate(args.seeds):

@@ -107,7 +107,7 @@ class SequentialMemory:
         # `_valid[i]`: slot i starts a transition whose next observation is in slot i + 1.
         self._valid = np.zeros(self.limit, dtype=bool)
         # Position of each slot's observation inside its episode (for zero-padding windows).
-        self._episode_step = np.zeros(self.limit, dtype=np.int64)
+        self._episode_step = np.zeros(self.limit, dtype=np.int32)
         self._next = 0  # slot written next
         self._size = 0  # slots in use
         self._nb_valid = 0
