@@ -63,17 +63,7 @@ def bench_ours(data, repeats: int) -> dict:
         last = step == EPISODE - 1
         memory.append(obs[k], actions[t], rewards[t], False, obs[k + 1], truncated=last)
         k += 1
-    held = sum(
-        a.nbytes
-        for a in (
-            memory._observations,
-            memory._actions,
-            memory._rewards,
-            memory._terminals,
-            memory._valid,
-            memory._episode_step,
-        )
-    )
+    held = memory.nbytes
     grown = rss_mb() - before
     assert memory.nb_transitions == N
     us = time_sampling(lambda: memory.sample(BATCH), repeats)

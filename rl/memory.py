@@ -11,6 +11,8 @@ from rl.util import atomic_path, check_int
 
 __all__ = ["Batch", "ObservationWindow", "SequentialMemory"]
 
+_NEXT = np.array([0, 1])
+
 
 class Batch(NamedTuple):
     """A batch of transitions sampled from a memory.
@@ -101,11 +103,11 @@ class SequentialMemory:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._observations: np.ndarray | None = None
-        self._actions: np.ndarray | None = None
-        self._rewards = np.zeros(self.limit, dtype=np.float32)
-        self._terminals = np.zeros(self.limit, dtype=np.float32)
+        # One row per slot: [action..., reward, terminal], gathered in one go when sampling.
+        self._rows: np.ndarray | None = None
         # `_valid[i]`: slot i starts a transition whose next observation is in slot i + 1.
         self._valid = np.zeros(self.limit, dtype=bool)
+        self._nb_actions = 0
         # Position of each slot's observation inside its episode (for zero-padding windows).
         self._episode_step = np.zeros(self.limit, dtype=np.int32)
         self._next = 0  # slot written next
@@ -122,6 +124,12 @@ class SequentialMemory:
         return self._size
 
     @property
+    def nbytes(self) -> int:
+        """Bytes held by the memory's arrays (allocated at the first `append`)."""
+        arrays = (self._observations, self._rows, self._valid, self._episode_step)
+        return sum(a.nbytes for a in arrays if a is not None)
+
+    @property
     def nb_transitions(self) -> int:
         """Number of transitions that `sample` can return."""
         return self._nb_valid
@@ -129,7 +137,9 @@ class SequentialMemory:
     def _allocate(self, observation: np.ndarray, action: np.ndarray) -> None:
         obs_dtype = np.float32 if observation.dtype.kind == "f" else observation.dtype
         self._observations = np.zeros((self.limit,) + observation.shape, dtype=obs_dtype)
-        self._actions = np.zeros((self.limit,) + action.shape, dtype=np.float32)
+        self._action_shape = action.shape
+        self._nb_actions = int(np.prod(action.shape))
+        self._rows = np.zeros((self.limit, self._nb_actions + 2), dtype=np.float32)
 
     def _take_slot(self) -> int:
         i = self._next
@@ -169,16 +179,16 @@ class SequentialMemory:
         action = np.asarray(action, dtype=np.float32)
         if self._observations is None:
             self._allocate(observation, action)
-        obs_store, act_store = self._observations, self._actions
+        obs_store, rows = self._observations, self._rows
         if observation.shape != obs_store.shape[1:]:
             raise ValueError(
                 "`observation` has a different shape from the ones already stored "
                 f"{obs_store.shape[1:]}. Received: observation.shape={observation.shape}"
             )
-        if action.shape != act_store.shape[1:]:
+        if action.shape != self._action_shape:
             raise ValueError(
                 "`action` has a different shape from the ones already stored "
-                f"{act_store.shape[1:]}. Received: action.shape={action.shape}"
+                f"{self._action_shape}. Received: action.shape={action.shape}"
             )
         continuing = (
             self._open
@@ -191,14 +201,14 @@ class SequentialMemory:
             i = self._take_slot()
             obs_store[i] = observation
             self._episode_step[i] = 0
-        act_store[i] = action
-        self._rewards[i] = reward
-        self._terminals[i] = 1.0 if terminal else 0.0
+        a = self._nb_actions
+        rows[i, :a] = action.reshape(-1)
+        rows[i, a] = reward
+        rows[i, a + 1] = 1.0 if terminal else 0.0
         j = self._take_slot()
         obs_store[j] = next_observation
         self._episode_step[j] = self._episode_step[i] + 1
-        # Slot i may have been overwritten by `_take_slot` only if limit < 2, which is refused.
-        self._valid[i] = True
+        self._valid[i] = True  # its next observation is in slot j
         self._nb_valid += 1
         self._pending = j
         self._open = not (terminal or truncated)
@@ -215,21 +225,18 @@ class SequentialMemory:
 
     # ----------------------------------------------------------------- sampling
     def _sample_indices(self, batch_size: int) -> np.ndarray:
+        # Some slots cannot start a transition (final observations, the newest slot): draw a few
+        # spare indices up front and keep the first `batch_size` valid ones, so that a redraw is rare.
         rng, valid, size = self.rng, self._valid, self._size
-        w = self.window_length
-        idx = rng.integers(0, size, size=batch_size)
-        ok = valid[idx]
-        if w > 1:
-            ok &= self._window_fits(idx)
-        while not ok.all():
-            bad = np.flatnonzero(~ok)
-            new = rng.integers(0, size, size=bad.size)
-            new_ok = valid[new]
-            if w > 1:
-                new_ok &= self._window_fits(new)
-            idx[bad] = new
-            ok[bad] = new_ok
-        return idx
+        draws = batch_size + 8 + batch_size // 16
+        idx = np.empty(0, dtype=np.int64)
+        while idx.size < batch_size:
+            new = rng.integers(0, size, size=draws)
+            ok = valid[new]
+            if self.window_length > 1:
+                ok &= self._window_fits(new)
+            idx = new[ok] if not idx.size else np.concatenate([idx, new[ok]])
+        return idx[:batch_size]
 
     def _window_fits(self, idx: np.ndarray) -> np.ndarray:
         """Whether the slots a window of `idx` reaches back to still hold that window's data."""
@@ -243,7 +250,7 @@ class SequentialMemory:
         w = self.window_length
         offsets = np.arange(-(w - 1), 1)  # [W]
         positions = (idx[:, None] + offsets[None, :]) % self.limit  # [B, W]
-        states = self._observations[positions]  # [B, W, *obs]
+        states = np.take(self._observations, positions, axis=0)  # [B, W, *obs]
         if not self.ignore_episode_boundaries:
             before_start = -offsets[None, :] > episode_step[:, None]  # [B, W]
             states[before_start] = 0
@@ -267,15 +274,22 @@ class SequentialMemory:
         if self._nb_valid == 0:
             raise ValueError("The memory holds no transition yet: append some before calling `sample`.")
         idx = self._sample_indices(batch_size)
-        nxt = (idx + 1) % self.limit
+        # np.take gathers rows several times faster than fancy indexing.
         if self.window_length == 1:
-            state0 = self._observations[idx][:, None]
-            state1 = self._observations[nxt][:, None]
+            pairs = idx[:, None] + _NEXT  # [B, 2]: each observation and the one after it
+            pairs[pairs == self.limit] = 0
+            both = np.take(self._observations, pairs, axis=0)  # [B, 2, *obs]
+            state0, state1 = both[:, :1], both[:, 1:]
         else:
+            nxt = idx + 1
+            nxt[nxt == self.limit] = 0
             step = self._episode_step[idx]
             state0 = self._windows(idx, step)
             state1 = self._windows(nxt, step + 1)
-        return Batch(state0, self._actions[idx], self._rewards[idx], state1, self._terminals[idx])
+        rows = np.take(self._rows, idx, axis=0)  # [B, A + 2]
+        a = self._nb_actions
+        action = rows[:, :a].reshape((batch_size,) + self._action_shape)
+        return Batch(state0, action, rows[:, a].copy(), state1, rows[:, a + 1].copy())
 
     # ------------------------------------------------------------ serialisation
     def get_config(self) -> dict[str, Any]:
@@ -302,15 +316,14 @@ class SequentialMemory:
             "counters": np.array(
                 [self._next, self._size, self._nb_valid, self._pending, int(self._open)], dtype=np.int64
             ),
-            "rewards": self._rewards,
-            "terminals": self._terminals,
-            "valid": self._valid,
             "episode_step": self._episode_step,
+            "valid": self._valid,
             "rng_state": _rng_state_array(self.rng),
         }
         if self._observations is not None:
             arrays["observations"] = self._observations
-            arrays["actions"] = self._actions
+            arrays["rows"] = self._rows
+            arrays["action_shape"] = np.array(self._action_shape, dtype=np.int64)
         with atomic_path(filepath) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
@@ -329,7 +342,7 @@ class SequentialMemory:
                 arrays = {k: data[k] for k in data.files}
         except Exception as e:  # zipfile/numpy raise many types for a damaged file
             raise ValueError(f"The memory file is corrupt or truncated ({e}). Received: filepath={filepath!r}") from e
-        required = {"config", "counters", "rewards", "terminals", "valid", "episode_step", "rng_state"}
+        required = {"config", "counters", "episode_step", "valid", "rng_state"}
         if not required <= arrays.keys():
             raise ValueError(
                 f"Not a memory file: missing {sorted(required - arrays.keys())}. Received: filepath={filepath!r}"
@@ -343,12 +356,13 @@ class SequentialMemory:
         self.ignore_episode_boundaries = bool(ignore)
         self._next, self._size, self._nb_valid, self._pending, is_open = (int(v) for v in arrays["counters"])
         self._open = bool(is_open)
-        self._rewards = arrays["rewards"]
-        self._terminals = arrays["terminals"]
-        self._valid = arrays["valid"]
         self._episode_step = arrays["episode_step"]
+        self._valid = arrays["valid"]
         self._observations = arrays.get("observations")
-        self._actions = arrays.get("actions")
+        self._rows = arrays.get("rows")
+        if self._rows is not None:
+            self._action_shape = tuple(int(v) for v in arrays["action_shape"])
+            self._nb_actions = int(np.prod(self._action_shape))
         self._last_next_obs = None
         _set_rng_state(self.rng, arrays["rng_state"])
 

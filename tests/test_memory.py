@@ -188,5 +188,7 @@ def test_append_rejects_shape_changes():
 def test_memory_use_is_proportional_to_limit():
     memory = SequentialMemory(limit=100_000)
     fill(memory, 1, 2)
-    nbytes = memory._observations.nbytes + memory._actions.nbytes
-    assert nbytes == 100_000 * (1 + 1) * 4
+    nbytes = memory.nbytes
+    # per slot: the observation (1 float), the action, reward and terminal (3 floats), the position in
+    # the episode (int32) and a valid flag (1 byte)
+    assert nbytes == 100_000 * ((1 + 3 + 1) * 4 + 1)
