@@ -610,7 +610,10 @@ class DDPGAgent(Agent):
             self._setup_inputs(observation)
         if self.training != self._pulled and self.flat_weights:
             # Outside `fit` (a hand-written loop): move the weights where this call reads them.
-            self._pull() if self.training else self._push()
+            if self.training:
+                self._pull()
+            else:
+                self._push()
         state = self._window.push(observation)  # [W, *obs]
         act_inputs = self._process_states(state[None])
         if self._pending is not None and self.training:
