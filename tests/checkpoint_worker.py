@@ -53,7 +53,12 @@ def main():
     parser.add_argument("mode", choices=["straight", "first", "resume", "forever"])
     parser.add_argument("--dir", required=True)
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--pack-max", type=int, default=None, help="weight arrays this large keep their own variable")
     args = parser.parse_args()
+    if args.pack_max is not None:
+        import rl.agents.ddpg
+
+        rl.agents.ddpg._PACK_MAX_SIZE = args.pack_max
     env, agent = build()
     ckpt = os.path.join(args.dir, "ckpt")
     if args.mode == "straight":

@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from checkpoint_worker import build
 
 from rl.callbacks import Callback
@@ -19,11 +20,14 @@ def run_worker(*args, timeout=300):
     subprocess.run([sys.executable, WORKER, *args], check=True, timeout=timeout)
 
 
-def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("pack_max", [None, 20])
+def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tmp_path, pack_max):
+    """`pack_max=20`: the kernels keep their own variables, as a large network's do."""
     d = str(tmp_path)
-    run_worker("straight", "--dir", d)  # 4 000 steps in one go
-    run_worker("first", "--dir", d)  # 2 000 steps, then a checkpoint
-    run_worker("resume", "--dir", d)  # a new process loads it and trains 2 000 more
+    extra = [] if pack_max is None else ["--pack-max", str(pack_max)]
+    run_worker("straight", "--dir", d, *extra)  # 4 000 steps in one go
+    run_worker("first", "--dir", d, *extra)  # 2 000 steps, then a checkpoint
+    run_worker("resume", "--dir", d, *extra)  # a new process loads it and trains 2 000 more
     with np.load(tmp_path / "straight.npz") as a, np.load(tmp_path / "resumed.npz") as b:
         assert len(a.files) == len(b.files) == 16  # 4 networks x 2 Dense layers x (kernel, bias)
         for key in a.files:

@@ -5,6 +5,7 @@ import pytest
 from conftest import CountingEnv, small_models
 from keras import layers
 
+import rl.agents.ddpg as ddpg_module
 from rl.agents import DDPGAgent
 from rl.core import Processor
 from rl.memory import SequentialMemory
@@ -287,8 +288,14 @@ def test_compile_accepts_strings_and_pairs():
     agent.fit(env, nb_steps=25, verbose=0)
 
 
-def test_flat_and_per_variable_training_give_the_same_weights():
-    """The flat weight layout is an implementation detail: the maths must not change."""
+@pytest.mark.parametrize("pack_max", [4096, 20])
+def test_flat_and_per_variable_training_give_the_same_weights(monkeypatch, pack_max):
+    """The flat weight layout is an implementation detail: the maths must not change.
+
+    With `pack_max=20` the kernels (48 and 16 weights and up) keep their own variables and only
+    the small arrays are packed: the mixed layout large networks get.
+    """
+    monkeypatch.setattr(ddpg_module, "_PACK_MAX_SIZE", pack_max)
     results = []
     for flat in (True, False):
         env = CountingEnv(terminate_at=20)
@@ -296,6 +303,10 @@ def test_flat_and_per_variable_training_give_the_same_weights():
         agent._flat_allowed = flat
         agent.compile(keras.optimizers.Adam(learning_rate=1e-3), metrics=["mae"])
         assert agent.flat_weights is flat
+        if flat:
+            own = sum(len(net.own) for net in agent._nets)
+            packed = sum(len(net.packed) for net in agent._nets)
+            assert (own == 0) if pack_max == 4096 else (own > 0 and packed > 0)
         history = agent.fit(env, nb_steps=120, verbose=0, seed=6)
         results.append((history.history["episode_reward"], [m.get_weights() for m in agent.layers]))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
@@ -330,6 +341,6 @@ def test_hand_written_loop_trains_and_acts_with_current_weights():
 
 
 def test_fast_direct_call_is_active():
-    from rl.agents.ddpg import _direct_call_works
+    from rl.agents.ddpg import _direct_mode
 
-    assert _direct_call_works()
+    assert _direct_mode() == "execute"

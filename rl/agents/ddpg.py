@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import warnings
@@ -447,12 +448,13 @@ class DDPGAgent(Agent):
 
     @property
     def flat_weights(self) -> bool:
-        """Whether training keeps each network's weights in one flat variable (see the DDPG guide).
+        """Whether training packs each network's small weight arrays into one flat variable (see the DDPG guide).
 
         Chosen by `compile`: on when both optimizers are element-wise Keras optimizers (SGD, Adam,
         AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam, Lion, Ftrl; no `clipnorm`, no
-        weight-decay exclusions) and both models hold only float32 trainable weights. The maths is
-        the same either way; the flat layout makes each training step much cheaper.
+        weight-decay exclusions) and both models hold only float32 trainable weights. Arrays of 4 096
+        elements or more keep their own variables. The maths is the same either way; the flat
+        layout makes each training step much cheaper.
         """
         return bool(self._nets) and isinstance(self._nets[0], _FlatWeights)
 
@@ -588,7 +590,7 @@ class DDPGAgent(Agent):
         size = None if flat is None else flat.shape[0]
         try:
             fn = self._fn(key, size)
-            out = fn() if flat is None else fn(tf.constant(flat))
+            out = fn() if flat is None else fn(flat)
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, NotImplementedError) as e:
             if not self.jit_compile:
                 raise
@@ -596,7 +598,7 @@ class DDPGAgent(Agent):
             self.jit_compile = False
             self._fns = {}
             fn = self._fn(key, size)
-            out = fn() if flat is None else fn(tf.constant(flat))
+            out = fn() if flat is None else fn(flat)
         return out.numpy()
 
     # ----------------------------------------------------------- the loop
@@ -872,87 +874,143 @@ class _ModelWeights:
         """Nothing to do: the model's variables are the state."""
 
 
+# Weight arrays at least this large keep their own variable in the flat layout: slicing them out of
+# a flat vector copies them on every use, which costs more than the variable's own overhead.
+_PACK_MAX_SIZE = 4096
+
+
 class _FlatWeights(_ModelWeights):
-    """A network whose weights live in one flat variable while the agent trains.
+    """A network whose small weight arrays live in one flat variable while the agent trains.
 
     Each variable a compiled call touches costs a fixed overhead, larger than a small network's
-    whole training step; one flat vector per network (and so one slot per optimizer moment)
-    removes most of it. The model's own variables are refreshed by `push` (at the end of `fit`
-    and before anything is saved) and read back by `pull` (at the start of `fit`).
+    whole training step; packing the small arrays (all of a small network, the biases and thin
+    kernels of a large one) into one vector per network removes most of it, and so most optimizer
+    slots too. Arrays of `_PACK_MAX_SIZE` elements or more stay the model's own variables. The
+    model's packed variables are refreshed by `push` (at the end of `fit` and before anything is
+    saved) and read back by `pull` (at the start of `fit`).
     """
 
     def __init__(self, model: keras.Model, name: str):
         super().__init__(model)
-        self.shapes = [tuple(v.shape) for v in model.trainable_variables]
-        self.sizes = [math.prod(s) for s in self.shapes]
-        self.flat = keras.Variable(np.zeros(sum(self.sizes), np.float32), name=name, dtype="float32")
+        weights = list(model.trainable_variables)
+        self.shapes = [tuple(v.shape) for v in weights]
+        self.packed = [i for i, v in enumerate(weights) if math.prod(v.shape) < _PACK_MAX_SIZE]
+        self.own = [weights[i] for i in range(len(weights)) if i not in self.packed]
+        self.sizes = [math.prod(self.shapes[i]) for i in self.packed]
+        self.flat = (
+            keras.Variable(np.zeros(sum(self.sizes), np.float32), name=name, dtype="float32") if self.packed else None
+        )
 
     @property
     def variables(self) -> list:
-        return [self.flat]
+        return ([self.flat] if self.flat is not None else []) + self.own
 
     def _values(self) -> list[tf.Tensor]:
-        parts = tf.split(self.flat.value, self.sizes)
-        return [tf.reshape(p, s) for p, s in zip(parts, self.shapes)]
+        values: list[Any] = [None] * len(self.shapes)
+        if self.flat is not None:
+            for i, part in zip(self.packed, tf.split(self.flat.value, self.sizes)):
+                values[i] = tf.reshape(part, self.shapes[i])
+        own = iter(self.own)
+        return [v if v is not None else next(own).value for v in values]
 
     def __call__(self, inputs: Any, training: bool) -> tf.Tensor:
         outputs, _ = self.model.stateless_call(self._values(), [], inputs, training=training)
         return outputs
 
     def soft_update(self, source: _FlatWeights, tau: float) -> None:
-        self.flat.assign(self.flat * (1.0 - tau) + source.flat * tau)
+        for t, s in zip(self.variables, source.variables):
+            t.assign(t * (1.0 - tau) + s * tau)
 
     def copy_from(self, source: _FlatWeights) -> None:
-        self.flat.assign(source.flat)
+        for t, s in zip(self.variables, source.variables):
+            t.assign(s)
 
     def pull(self) -> None:
-        self.flat.assign(np.concatenate([np.ravel(v.numpy()) for v in self.model.trainable_variables]))
+        if self.flat is not None:
+            weights = self.model.trainable_variables
+            self.flat.assign(np.concatenate([np.ravel(weights[i].numpy()) for i in self.packed]))
 
     def push(self) -> None:
-        values = np.split(self.flat.numpy(), np.cumsum(self.sizes)[:-1])
-        for v, x, shape in zip(self.model.trainable_variables, values, self.shapes):
-            v.assign(x.reshape(shape))
+        if self.flat is not None:
+            weights = self.model.trainable_variables
+            values = np.split(self.flat.numpy(), np.cumsum(self.sizes)[:-1])
+            for i, x in zip(self.packed, values):
+                weights[i].assign(x.reshape(self.shapes[i]))
 
 
-_DIRECT_CALL_WORKS: bool | None = None
+_DIRECT_MODE: str | None = None
 
 
-def _direct_call_works() -> bool:
-    """Whether `ConcreteFunction._call_flat` exists and computes what the public call computes.
+def _executor(concrete: Any, mode: str) -> Any:
+    """Returns `run(x: np.ndarray) -> tf.Tensor` running `concrete` (one float32 input, one output).
 
-    It is not public TensorFlow API, so it is checked once per process on a small function with a
-    captured variable before any agent relies on it.
+    `mode` picks how the traced graph is reached:
+    - `"execute"`: the function op is executed by name, with the input built straight from the numpy
+      array. This skips every Python layer of `tf.function` (signature binding, cache lookup,
+      context managers, attribute building), which together cost more than a small network's
+      whole training step on small machines.
+    - `"call_flat"`: through `ConcreteFunction._call_flat` (skips signature binding only).
+    - `"public"`: the public call.
+    The first two rely on TensorFlow internals, so `_direct_mode` checks them once per process.
     """
-    global _DIRECT_CALL_WORKS
-    if _DIRECT_CALL_WORKS is None:
-        try:
-            v = tf.Variable([2.0, 3.0])
-            fn = tf.function(lambda x: x * v + 1.0, jit_compile=True)
-            concrete = fn.get_concrete_function(tf.TensorSpec([2], tf.float32))
-            x = tf.constant([5.0, 7.0])
-            out = concrete._call_flat([x], list(concrete.captured_inputs))
-            _DIRECT_CALL_WORKS = bool(np.array_equal(out.numpy(), fn(x).numpy()))
-        except Exception:  # noqa: BLE001 - any failure means: use the public call
-            _DIRECT_CALL_WORKS = False
-    return _DIRECT_CALL_WORKS
+    if mode == "execute":
+        from tensorflow.python import pywrap_tfe
+        from tensorflow.python.eager import context, core
+        from tensorflow.python.framework import ops
+
+        ctx = context.context()
+        ctx.ensure_initialized()
+        name = concrete._inference_function.name
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        attrs = tuple(itertools.chain(*ctx.function_call_options.as_attrs().items()))
+        captures = list(concrete.captured_inputs)
+        execute, tensor, not_ok = pywrap_tfe.TFE_Py_Execute, ops.EagerTensor, core._NotOkStatusException
+        float32 = tf.float32.as_datatype_enum
+
+        def run(x: np.ndarray) -> tf.Tensor:
+            device = ctx.device_name
+            try:
+                return execute(ctx._handle, device, name, [tensor(x, device, float32)] + captures, attrs, 1)[0]
+            except not_ok as e:
+                raise core._status_to_exception(e) from None
+
+        return run
+    if mode == "call_flat":
+        call_flat, captures = concrete._call_flat, list(concrete.captured_inputs)
+        return lambda x: call_flat([tf.constant(x)], captures)
+    return lambda x: concrete(tf.constant(x))
+
+
+def _direct_mode() -> str:
+    """The fastest way of calling a traced graph that works with this TensorFlow (see `_executor`).
+
+    Checked once per process on a small XLA function that updates a captured variable: each mode
+    must return what the public call returns and apply the update exactly once.
+    """
+    global _DIRECT_MODE
+    if _DIRECT_MODE is None:
+        _DIRECT_MODE = "public"
+        for mode in ("execute", "call_flat"):
+            try:
+                v = tf.Variable([2.0, 3.0])
+
+                def probe(x):
+                    v.assign_add(x)
+                    return v * 2.0 + 1.0
+
+                concrete = tf.function(probe, jit_compile=True).get_concrete_function(tf.TensorSpec([2], tf.float32))
+                out = _executor(concrete, mode)(np.array([5.0, 7.0], np.float32)).numpy()
+                if np.array_equal(out, [15.0, 21.0]) and np.array_equal(v.numpy(), [7.0, 10.0]):
+                    _DIRECT_MODE = mode
+                    break
+            except Exception:  # noqa: BLE001, S112 - any failure means: try the next, slower mode
+                continue
+    return _DIRECT_MODE
 
 
 def _direct_caller(fn: Any, spec: tf.TensorSpec) -> Any:
-    """Traces `fn` for `spec`; returns a callable that runs the traced graph as directly as possible.
-
-    Calling the traced graph through `_call_flat` skips `tf.function`'s Python-side signature
-    binding and cache lookup, which costs hundreds of microseconds per call on small machines.
-    """
-    concrete = fn.get_concrete_function(spec)
-    if not _direct_call_works():
-        return fn
-    call_flat = concrete._call_flat
-    captures = list(concrete.captured_inputs)
-
-    def direct(x: tf.Tensor) -> tf.Tensor:
-        return call_flat([x], captures)
-
-    return direct
+    """Traces `fn` for `spec`; returns a callable taking a numpy array, running the graph directly."""
+    return _executor(fn.get_concrete_function(spec), _direct_mode())
 
 
 def _fits(got: tuple, want: tuple) -> bool:
