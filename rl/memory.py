@@ -256,6 +256,27 @@ class SequentialMemory:
             states[before_start] = 0
         return states
 
+    def _draw(self, batch_size: int) -> np.ndarray:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        if batch_size > self.limit:
+            raise ValueError(
+                f"`batch_size` cannot exceed the memory's limit ({self.limit}). Received: batch_size={batch_size}"
+            )
+        if self._nb_valid == 0:
+            raise ValueError("The memory holds no transition yet: append some before calling `sample`.")
+        return self._sample_indices(batch_size)
+
+    def _states(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.window_length == 1:
+            pairs = idx[:, None] + _NEXT  # [B, 2]: each observation and the one after it
+            pairs[pairs == self.limit] = 0
+            both = np.take(self._observations, pairs, axis=0)  # [B, 2, *obs]
+            return both[:, :1], both[:, 1:]
+        nxt = idx + 1
+        nxt[nxt == self.limit] = 0
+        step = self._episode_step[idx]
+        return self._windows(idx, step), self._windows(nxt, step + 1)
+
     def sample(self, batch_size: int) -> Batch:
         """Samples `batch_size` transitions uniformly (with replacement).
 
@@ -266,30 +287,47 @@ class SequentialMemory:
             ValueError: if `batch_size` is not a positive integer, exceeds `limit`, or the memory
                 holds no transition yet.
         """
-        batch_size = check_int("batch_size", batch_size, minimum=1)
-        if batch_size > self.limit:
-            raise ValueError(
-                f"`batch_size` cannot exceed the memory's limit ({self.limit}). Received: batch_size={batch_size}"
-            )
-        if self._nb_valid == 0:
-            raise ValueError("The memory holds no transition yet: append some before calling `sample`.")
-        idx = self._sample_indices(batch_size)
+        idx = self._draw(batch_size)
+        state0, state1 = self._states(idx)
         # np.take gathers rows several times faster than fancy indexing.
-        if self.window_length == 1:
-            pairs = idx[:, None] + _NEXT  # [B, 2]: each observation and the one after it
-            pairs[pairs == self.limit] = 0
-            both = np.take(self._observations, pairs, axis=0)  # [B, 2, *obs]
-            state0, state1 = both[:, :1], both[:, 1:]
-        else:
-            nxt = idx + 1
-            nxt[nxt == self.limit] = 0
-            step = self._episode_step[idx]
-            state0 = self._windows(idx, step)
-            state1 = self._windows(nxt, step + 1)
         rows = np.take(self._rows, idx, axis=0)  # [B, A + 2]
         a = self._nb_actions
-        action = rows[:, :a].reshape((batch_size,) + self._action_shape)
+        action = rows[:, :a].reshape((len(idx),) + self._action_shape)
         return Batch(state0, action, rows[:, a].copy(), state1, rows[:, a + 1].copy())
+
+    def sample_into(self, batch_size: int, state0: np.ndarray, state1: np.ndarray, rows: np.ndarray) -> None:
+        """Samples like `sample` (same draws for the same seed), writing into arrays you provide.
+
+        For agents that pack a batch into one buffer: nothing is allocated per batch beyond the
+        indices.
+
+        Args:
+            batch_size: number of transitions, `B`.
+            state0: receives `s_t`, shape `(B, window_length) + obs_shape`.
+            state1: receives `s_{t+1}`, same shape.
+            rows: receives each transition's flattened action, then its reward, then `1.0` where
+                `s_{t+1}` is terminal; shape `(B, nb_actions + 2)`, float32.
+        """
+        idx = self._draw(batch_size)
+        shape = (len(idx), self.window_length) + self._observations.shape[1:]
+        for name, out in (("state0", state0), ("state1", state1)):
+            if out.shape != shape:
+                raise ValueError(f"`{name}` must have shape {shape}. Received: {name}.shape={out.shape}")
+        if rows.shape != (len(idx), self._nb_actions + 2) or rows.dtype != np.float32:
+            raise ValueError(
+                f"`rows` must be float32 of shape {(len(idx), self._nb_actions + 2)}. "
+                f"Received: rows.shape={rows.shape}, rows.dtype={rows.dtype}"
+            )
+        obs = self._observations
+        if self.window_length == 1 and state0.dtype == state1.dtype == obs.dtype:
+            nxt = idx + 1
+            nxt[nxt == self.limit] = 0
+            # mode="clip" writes straight into `out` (the indices are in range anyway).
+            obs.take(idx, axis=0, out=state0[:, 0], mode="clip")
+            obs.take(nxt, axis=0, out=state1[:, 0], mode="clip")
+        else:
+            state0[...], state1[...] = self._states(idx)
+        self._rows.take(idx, axis=0, out=rows, mode="clip")
 
     # ------------------------------------------------------------ serialisation
     def get_config(self) -> dict[str, Any]:

@@ -314,6 +314,25 @@ def test_flat_and_per_variable_training_give_the_same_weights(monkeypatch, pack_
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_batches_written_in_place_train_like_the_general_path():
+    """The memory writes batches straight into the packed input unless a processor reshapes states."""
+
+    class SameStates(Processor):
+        def process_state_batch(self, batch):
+            return batch + 0.0  # the same values, through the general path
+
+    results = []
+    for processor in (None, SameStates()):
+        env = CountingEnv(terminate_at=20)
+        agent = make_agent(env, seed=4, processor=processor)
+        history = agent.fit(env, nb_steps=120, verbose=0, seed=4)
+        assert agent._sample_into is (processor is None)
+        results.append((history.history["episode_reward"], [m.get_weights() for m in agent.layers]))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    for a, b in zip(sum(results[0][1], []), sum(results[1][1], [])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_flat_layout_is_chosen_only_where_it_is_exact():
     env = CountingEnv()
     agent = make_agent(env)
@@ -341,6 +360,8 @@ def test_hand_written_loop_trains_and_acts_with_current_weights():
 
 
 def test_fast_direct_call_is_active():
-    from rl.agents.ddpg import _direct_mode
+    from rl.agents.ddpg import _direct_mode, _mode_works
 
     assert _direct_mode() == "execute"
+    # and each fallback computes the same thing, applying the variable update once
+    assert _mode_works("call_flat") and _mode_works("public")

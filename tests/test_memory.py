@@ -113,6 +113,43 @@ def test_same_seed_same_samples_and_different_seed_differs():
     assert not np.array_equal(a.sample(32).state0, c.sample(32).state0)
 
 
+@pytest.mark.parametrize("window_length", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sample_into_writes_what_sample_returns(window_length, dtype):
+    memories = [SequentialMemory(limit=37, window_length=window_length, seed=3) for _ in range(2)]
+    for m in memories:
+        for e in range(6):  # 6 episodes of 9 steps in 37 slots: the ring wraps around
+            obs = np.array([1000.0 * e, -e], dtype=dtype)
+            for t in range(9):
+                nxt = np.array([1000.0 * e + t + 1, -e], dtype=dtype)
+                m.append(obs, [float(t), -float(t)], float(t) / 2, t == 8 and e % 2 == 0, nxt, truncated=t == 8)
+                obs = nxt
+    terminals = []
+    for _ in range(5):
+        batch = memories[0].sample(16)
+        state0 = np.full((16, window_length, 2), np.nan, np.float32)
+        state1 = np.full((16, window_length, 2), np.nan, np.float32)
+        rows = np.full((16, 4), np.nan, np.float32)
+        memories[1].sample_into(16, state0, state1, rows)
+        np.testing.assert_array_equal(state0, batch.state0.astype(np.float32))
+        np.testing.assert_array_equal(state1, batch.state1.astype(np.float32))
+        np.testing.assert_array_equal(rows[:, :2], batch.action)
+        np.testing.assert_array_equal(rows[:, 2], batch.reward)
+        np.testing.assert_array_equal(rows[:, 3], batch.terminal)
+        terminals.append(batch.terminal)
+    assert 0 < np.mean(terminals) < 1  # the batches held terminal and non-terminal transitions
+
+
+def test_sample_into_rejects_wrong_shapes():
+    memory = SequentialMemory(limit=10)
+    fill(memory, 1, 3)
+    ok = np.zeros((4, 1, 1), np.float32)
+    with pytest.raises(ValueError, match=r"state1.*\(4, 1, 1\).*\(4, 2, 1\)"):
+        memory.sample_into(4, ok, np.zeros((4, 2, 1), np.float32), np.zeros((4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"rows.*float64"):
+        memory.sample_into(4, ok, ok.copy(), np.zeros((4, 3)))
+
+
 def test_continuation_is_detected_by_value_when_objects_differ():
     memory = SequentialMemory(limit=100, seed=0)
     memory.append(np.array([0.0]), [0.0], 0.0, False, np.array([1.0]))

@@ -219,6 +219,7 @@ class DDPGAgent(Agent):
         self._high: np.ndarray | None = None
         self._obs_shape: tuple | None = None
         self._input_shapes: list[tuple] | None = None  # model-side shapes of each observation input
+        self._sample_into = False  # whether the memory writes training batches straight into the packed input
         self._fns: dict = {}
         self._nets: tuple[_ModelWeights, ...] = ()
         self._flat_allowed = True
@@ -445,6 +446,11 @@ class DDPGAgent(Agent):
             self._fns = {}
         self._obs_shape = obs.shape
         self._input_shapes = shapes
+        self._sample_into = (
+            len(shapes) == 1
+            and callable(getattr(self.memory, "sample_into", None))
+            and (self.processor is None or type(self.processor).process_state_batch is Processor.process_state_batch)
+        )
 
     @property
     def flat_weights(self) -> bool:
@@ -498,9 +504,9 @@ class DDPGAgent(Agent):
         return [(n,) + s for s in self._input_shapes]
 
     def _layout(self) -> tuple[list[tuple], int]:
-        """Shapes packed into one training call: act states, s0, action, reward, s1, terminal."""
+        """Shapes packed into one training call: act states, s0, s1, then [action, reward, terminal] rows."""
         b, a = self.batch_size, self.nb_actions
-        shapes = self._batch_shapes(1) + self._batch_shapes(b) + [(b, a), (b,)] + self._batch_shapes(b) + [(b,)]
+        shapes = self._batch_shapes(1) + self._batch_shapes(b) + self._batch_shapes(b) + [(b, a + 2)]
         return shapes, len(self._input_shapes)
 
     def _train_graph(self, flat: tf.Tensor, train_critic: bool, train_actor: bool) -> tf.Tensor:
@@ -509,9 +515,9 @@ class DDPGAgent(Agent):
         parts = self._split(flat, shapes)
         act_states = self._model_input(parts[:n])
         s0 = parts[n : 2 * n]  # [B, ...] each
-        action, reward = parts[2 * n], parts[2 * n + 1]  # [B, A], [B]
-        s1 = parts[2 * n + 2 : 3 * n + 2]
-        terminal = parts[3 * n + 2]  # [B]
+        s1 = parts[2 * n : 3 * n]
+        rows, a = parts[3 * n], self.nb_actions  # [B, A + 2]
+        action, reward, terminal = rows[:, :a], rows[:, a], rows[:, a + 1]  # [B, A], [B], [B]
         nan = tf.constant(np.nan, tf.float32)
         critic_loss = actor_loss = mean_q = nan
         extra = [nan] * len(self._metric_fns)
@@ -620,15 +626,7 @@ class DDPGAgent(Agent):
         act_inputs = self._process_states(state[None])
         if self._pending is not None and self.training:
             train_critic, train_actor = self._pending
-            batch = self.memory.sample(self.batch_size)
-            parts = (
-                act_inputs
-                + self._process_states(batch.state0)
-                + [batch.action, batch.reward]
-                + self._process_states(batch.state1)
-                + [batch.terminal]
-            )
-            flat = np.concatenate([np.ravel(p) for p in parts], dtype=np.float32)
+            flat = self._pack_training_inputs(state, act_inputs)
             self._pending = None  # cleared first: an interrupt can never run this step twice
             out = self._call(("train", train_critic, train_actor), flat)
             action = out[: self.nb_actions]
@@ -638,7 +636,7 @@ class DDPGAgent(Agent):
                 self._call("hard_update")
                 self._pending_hard_update = False
         else:
-            flat = np.concatenate([np.ravel(p) for p in act_inputs], dtype=np.float32)
+            flat = np.concatenate([p.reshape(-1) for p in act_inputs], dtype=np.float32)
             action = self._call("act_train" if self.training else "act", flat)
         if self.training and self.random_process is not None:
             action = (action + self.random_process.sample()).astype(np.float32)
@@ -647,6 +645,27 @@ class DDPGAgent(Agent):
         self.recent_observation = observation
         self.recent_action = action
         return action
+
+    def _pack_training_inputs(self, state: np.ndarray, act_inputs: list[np.ndarray]) -> np.ndarray:
+        """One float32 vector in `_layout`'s order: the acting state, then a batch from memory."""
+        b = self.batch_size
+        if self._sample_into:
+            # One state input, states used as stored: the memory writes the batch in place.
+            n = state.size
+            flat = np.empty(n * (1 + 2 * b) + b * (self.nb_actions + 2), dtype=np.float32)
+            flat[:n] = state.reshape(-1)
+            shape = (b,) + state.shape
+            self.memory.sample_into(
+                b,
+                flat[n : n * (1 + b)].reshape(shape),
+                flat[n * (1 + b) : n * (1 + 2 * b)].reshape(shape),
+                flat[n * (1 + 2 * b) :].reshape(b, self.nb_actions + 2),
+            )
+            return flat
+        batch = self.memory.sample(b)
+        rows = np.concatenate([batch.action.reshape(b, -1), batch.reward[:, None], batch.terminal[:, None]], axis=1)
+        parts = act_inputs + self._process_states(batch.state0) + self._process_states(batch.state1) + [rows]
+        return np.concatenate([np.asarray(p).reshape(-1) for p in parts], dtype=np.float32)
 
     def backward(
         self, reward: float, terminal: bool, truncated: bool = False, next_observation: Any = None
@@ -981,6 +1000,21 @@ def _executor(concrete: Any, mode: str) -> Any:
     return lambda x: concrete(tf.constant(x))
 
 
+def _mode_works(mode: str) -> bool:
+    try:
+        v = tf.Variable([2.0, 3.0])
+
+        def probe(x):
+            v.assign_add(x)
+            return v * 2.0 + 1.0
+
+        concrete = tf.function(probe, jit_compile=True).get_concrete_function(tf.TensorSpec([2], tf.float32))
+        out = _executor(concrete, mode)(np.array([5.0, 7.0], np.float32)).numpy()
+        return bool(np.array_equal(out, [15.0, 21.0]) and np.array_equal(v.numpy(), [7.0, 10.0]))
+    except Exception:  # noqa: BLE001 - any failure means: not this mode
+        return False
+
+
 def _direct_mode() -> str:
     """The fastest way of calling a traced graph that works with this TensorFlow (see `_executor`).
 
@@ -989,22 +1023,7 @@ def _direct_mode() -> str:
     """
     global _DIRECT_MODE
     if _DIRECT_MODE is None:
-        _DIRECT_MODE = "public"
-        for mode in ("execute", "call_flat"):
-            try:
-                v = tf.Variable([2.0, 3.0])
-
-                def probe(x):
-                    v.assign_add(x)
-                    return v * 2.0 + 1.0
-
-                concrete = tf.function(probe, jit_compile=True).get_concrete_function(tf.TensorSpec([2], tf.float32))
-                out = _executor(concrete, mode)(np.array([5.0, 7.0], np.float32)).numpy()
-                if np.array_equal(out, [15.0, 21.0]) and np.array_equal(v.numpy(), [7.0, 10.0]):
-                    _DIRECT_MODE = mode
-                    break
-            except Exception:  # noqa: BLE001, S112 - any failure means: try the next, slower mode
-                continue
+        _DIRECT_MODE = next((m for m in ("execute", "call_flat") if _mode_works(m)), "public")
     return _DIRECT_MODE
 
 
