@@ -343,6 +343,30 @@ def test_flat_layout_is_chosen_only_where_it_is_exact():
     assert not agent.flat_weights
 
 
+@pytest.mark.parametrize("pack_max", [4096, 20])
+def test_models_show_the_weights_fit_started_with_until_it_returns(monkeypatch, pack_max):
+    """With flat weights, the Keras models are refreshed when `fit` returns, all arrays alike."""
+    from rl.callbacks import Callback
+
+    monkeypatch.setattr(ddpg_module, "_PACK_MAX_SIZE", pack_max)
+    env = CountingEnv(terminate_at=20)
+    agent = make_agent(env, warmup=10)
+    assert agent.flat_weights
+    start = [w.copy() for w in agent.actor.get_weights()]
+    seen = []
+
+    class Watch(Callback):
+        def on_step_end(self, step, logs=None):
+            if self.model.step == 60:
+                seen.append(self.model.actor.get_weights())
+
+    agent.fit(env, nb_steps=80, verbose=0, callbacks=[Watch()])
+    assert len(seen) == 1
+    for a, b in zip(seen[0], start):
+        np.testing.assert_array_equal(a, b)
+    assert all(not np.allclose(a, b) for a, b in zip(agent.actor.get_weights(), start))
+
+
 def test_hand_written_loop_trains_and_acts_with_current_weights():
     env = CountingEnv()
     agent = make_agent(env, warmup=0)

@@ -459,8 +459,8 @@ class DDPGAgent(Agent):
         Chosen by `compile`: on when both optimizers are element-wise Keras optimizers (SGD, Adam,
         AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam, Lion, Ftrl; no `clipnorm`, no
         weight-decay exclusions) and both models hold only float32 trainable weights. Arrays of 4 096
-        elements or more keep their own variables. The maths is the same either way; the flat
-        layout makes each training step much cheaper.
+        elements or more get a variable each. The maths is the same either way; the flat layout
+        makes each training step much cheaper.
         """
         return bool(self._nets) and isinstance(self._nets[0], _FlatWeights)
 
@@ -893,32 +893,37 @@ class _ModelWeights:
         """Nothing to do: the model's variables are the state."""
 
 
-# Weight arrays at least this large keep their own variable in the flat layout: slicing them out of
-# a flat vector copies them on every use, which costs more than the variable's own overhead.
+# Weight arrays at least this large get a variable each in the flat layout: slicing them out of a
+# flat vector copies them on every use, which costs more than a variable's own overhead.
 _PACK_MAX_SIZE = 4096
 
 
 class _FlatWeights(_ModelWeights):
-    """A network whose small weight arrays live in one flat variable while the agent trains.
+    """A network trained through variables of its own, its small weight arrays packed into one.
 
     Each variable a compiled call touches costs a fixed overhead, larger than a small network's
     whole training step; packing the small arrays (all of a small network, the biases and thin
-    kernels of a large one) into one vector per network removes most of it, and so most optimizer
-    slots too. Arrays of `_PACK_MAX_SIZE` elements or more stay the model's own variables. The
-    model's packed variables are refreshed by `push` (at the end of `fit` and before anything is
-    saved) and read back by `pull` (at the start of `fit`).
+    kernels of a large one) into one flat vector per network removes most of it, and so most
+    optimizer slots too. Arrays of `_PACK_MAX_SIZE` elements or more get a variable each: slicing
+    them out of a flat vector would copy them on every use. The model's own variables are
+    refreshed by `push` (at the end of `fit` and before anything is saved) and read back by `pull`
+    (at the start of `fit`).
     """
 
     def __init__(self, model: keras.Model, name: str):
         super().__init__(model)
         weights = list(model.trainable_variables)
         self.shapes = [tuple(v.shape) for v in weights]
-        self.packed = [i for i, v in enumerate(weights) if math.prod(v.shape) < _PACK_MAX_SIZE]
-        self.own = [weights[i] for i in range(len(weights)) if i not in self.packed]
+        self.packed = [i for i, s in enumerate(self.shapes) if math.prod(s) < _PACK_MAX_SIZE]
+        self.unpacked = [i for i in range(len(weights)) if i not in self.packed]
         self.sizes = [math.prod(self.shapes[i]) for i in self.packed]
         self.flat = (
             keras.Variable(np.zeros(sum(self.sizes), np.float32), name=name, dtype="float32") if self.packed else None
         )
+        self.own = [
+            keras.Variable(np.zeros(self.shapes[i], np.float32), name=f"{name}_{i}", dtype="float32")
+            for i in self.unpacked
+        ]
 
     @property
     def variables(self) -> list:
@@ -929,8 +934,9 @@ class _FlatWeights(_ModelWeights):
         if self.flat is not None:
             for i, part in zip(self.packed, tf.split(self.flat.value, self.sizes)):
                 values[i] = tf.reshape(part, self.shapes[i])
-        own = iter(self.own)
-        return [v if v is not None else next(own).value for v in values]
+        for i, v in zip(self.unpacked, self.own):
+            values[i] = v.value
+        return values
 
     def __call__(self, inputs: Any, training: bool) -> tf.Tensor:
         outputs, _ = self.model.stateless_call(self._values(), [], inputs, training=training)
@@ -945,16 +951,20 @@ class _FlatWeights(_ModelWeights):
             t.assign(s)
 
     def pull(self) -> None:
+        weights = self.model.trainable_variables
         if self.flat is not None:
-            weights = self.model.trainable_variables
             self.flat.assign(np.concatenate([np.ravel(weights[i].numpy()) for i in self.packed]))
+        for i, v in zip(self.unpacked, self.own):
+            v.assign(weights[i].numpy())
 
     def push(self) -> None:
+        weights = self.model.trainable_variables
         if self.flat is not None:
-            weights = self.model.trainable_variables
             values = np.split(self.flat.numpy(), np.cumsum(self.sizes)[:-1])
             for i, x in zip(self.packed, values):
                 weights[i].assign(x.reshape(self.shapes[i]))
+        for i, v in zip(self.unpacked, self.own):
+            weights[i].assign(v.numpy())
 
 
 _DIRECT_MODE: str | None = None
