@@ -2,7 +2,8 @@
 
 Fills `SequentialMemory` with 1 000 000 transitions from 200-step episodes (Pendulum's shape:
 3-float observations, 1-float actions), reports the bytes its arrays hold and the process's
-resident-memory growth, then times `sample(256)`. With `--vs sb3` it does the same for
+resident-memory growth, then times `sample(256)` and `sample_into(256)` (the same batch written
+into preallocated arrays, as the DDPG agent samples). With `--vs sb3` it does the same for
 Stable-Baselines3's `ReplayBuffer` (which stores every next observation separately) in the same
 run and prints the ratios.
 
@@ -67,7 +68,11 @@ def bench_ours(data, repeats: int) -> dict:
     grown = rss_mb() - before
     assert memory.nb_transitions == N
     us = time_sampling(lambda: memory.sample(BATCH), repeats)
-    return {"arrays_mb": held / 2**20, "rss_growth_mb": grown, "sample_us": us}
+    # What the DDPG agent calls: the same batch written into preallocated arrays.
+    state0, state1 = np.empty((BATCH, 1, OBS_DIM), np.float32), np.empty((BATCH, 1, OBS_DIM), np.float32)
+    rows = np.empty((BATCH, 3), np.float32)
+    into_us = time_sampling(lambda: memory.sample_into(BATCH, state0, state1, rows), repeats)
+    return {"arrays_mb": held / 2**20, "rss_growth_mb": grown, "sample_us": us, "sample_into_us": into_us}
 
 
 def bench_sb3(data, repeats: int) -> dict:
@@ -112,7 +117,8 @@ def main() -> None:
     ours = bench_ours(data, args.repeats)
     print(
         f"SequentialMemory, {N} transitions: arrays {ours['arrays_mb']:.1f} MB, RSS growth "
-        f"{ours['rss_growth_mb']:.1f} MB, sample({BATCH}) {ours['sample_us']:.1f} us"
+        f"{ours['rss_growth_mb']:.1f} MB, sample({BATCH}) {ours['sample_us']:.1f} us, "
+        f"sample_into({BATCH}) {ours['sample_into_us']:.1f} us"
     )
     if args.vs:
         theirs = bench_sb3(data, args.repeats)
