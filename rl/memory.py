@@ -11,8 +11,6 @@ from rl.util import atomic_path, check_int
 
 __all__ = ["Batch", "ObservationWindow", "SequentialMemory"]
 
-_NEXT = np.array([0, 1])
-
 
 class Batch(NamedTuple):
     """A batch of transitions sampled from a memory.
@@ -267,13 +265,12 @@ class SequentialMemory:
         return self._sample_indices(batch_size)
 
     def _states(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.window_length == 1:
-            pairs = idx[:, None] + _NEXT  # [B, 2]: each observation and the one after it
-            pairs[pairs == self.limit] = 0
-            both = np.take(self._observations, pairs, axis=0)  # [B, 2, *obs]
-            return both[:, :1], both[:, 1:]
-        nxt = idx + 1
+        nxt = idx + 1  # the next observation's slot
         nxt[nxt == self.limit] = 0
+        if self.window_length == 1:
+            # ndarray.take gathers rows several times faster than fancy indexing.
+            obs = self._observations
+            return obs.take(idx, axis=0)[:, None], obs.take(nxt, axis=0)[:, None]  # [B, 1, *obs] each
         step = self._episode_step[idx]
         return self._windows(idx, step), self._windows(nxt, step + 1)
 
@@ -289,8 +286,7 @@ class SequentialMemory:
         """
         idx = self._draw(batch_size)
         state0, state1 = self._states(idx)
-        # np.take gathers rows several times faster than fancy indexing.
-        rows = np.take(self._rows, idx, axis=0)  # [B, A + 2]
+        rows = self._rows.take(idx, axis=0)  # [B, A + 2]
         a = self._nb_actions
         action = rows[:, :a].reshape((len(idx),) + self._action_shape)
         return Batch(state0, action, rows[:, a].copy(), state1, rows[:, a + 1].copy())
