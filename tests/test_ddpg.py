@@ -2,6 +2,7 @@ import gymnasium as gym
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import CountingEnv, small_models
 from keras import layers
 
@@ -331,6 +332,24 @@ def test_batches_written_in_place_train_like_the_general_path():
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
     for a, b in zip(sum(results[0][1], []), sum(results[1][1], [])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_metrics_with_python_control_flow_on_tensors_still_work():
+    """Traces run without AutoGraph first; a metric function that needs it gets it."""
+
+    def clipped_error(y_true, y_pred):
+        err = tf.reduce_mean(tf.abs(y_true - y_pred))
+        if err > 1e6:  # a Python `if` on a tensor: needs AutoGraph inside a graph
+            return tf.constant(1e6)
+        return err
+
+    env = CountingEnv(terminate_at=20)
+    agent = make_agent(env, warmup=10, metrics=[clipped_error])
+    history = agent.fit(env, nb_steps=60, verbose=0)
+    metrics = np.array(agent.backward(0.0, False, next_observation=np.zeros(env.observation_space.shape)))
+    assert agent.metrics_names[-1] == "clipped_error"
+    assert np.isfinite(metrics[-1]) and 0.0 < metrics[-1] < 1e6
+    assert history.history["nb_steps"][-1] == 60
 
 
 def test_flat_layout_is_chosen_only_where_it_is_exact():
