@@ -4,6 +4,7 @@ import gymnasium as gym
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import CountingEnv, small_models
 from keras import layers
 
@@ -226,7 +227,58 @@ def test_missing_and_damaged_checkpoints(tmp_path):
 
 
 def test_jit_compile_auto_and_bad_values():
-    assert build().jit_compile is False  # 16-unit test networks: below the XLA threshold
-    assert build(jit_compile=True).jit_compile is True
+    agent = build()
+    assert agent.jit_compile is True and agent.get_config()["jit_compile"] == "auto"
+    assert build(jit_compile=False).jit_compile is False
     with pytest.raises(ValueError, match="jit_compile='yes'"):
         build(jit_compile="yes")
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class NumpyIdentity(layers.Layer):
+    """An identity through `tf.numpy_function`, which XLA cannot compile."""
+
+    def call(self, x):
+        y = tf.numpy_function(lambda a: a, [x], tf.float32)
+        return tf.reshape(y, tf.shape(x))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def agent_xla_cannot_compile(jit_compile):
+    keras.utils.set_random_seed(0)
+    env = CountingEnv(terminate_at=20)
+    shape = (1,) + env.observation_space.shape
+    obs_in = keras.Input(shape)
+    x = NumpyIdentity()(layers.Dense(8, activation="relu")(layers.Flatten()(obs_in)))
+    actor = keras.Model(obs_in, layers.Dense(1, activation="tanh")(x))
+    action_in, critic_obs_in = keras.Input((1,)), keras.Input(shape)
+    y = layers.Concatenate()([action_in, layers.Flatten()(critic_obs_in)])
+    critic = keras.Model([action_in, critic_obs_in], layers.Dense(1)(layers.Dense(8, activation="relu")(y)))
+    agent = DDPGAgent(
+        nb_actions=1,
+        actor=actor,
+        critic=critic,
+        critic_action_input=action_in,
+        memory=SequentialMemory(limit=100),
+        nb_steps_warmup_critic=5,
+        nb_steps_warmup_actor=5,
+        batch_size=4,
+        jit_compile=jit_compile,
+    )
+    agent.compile("adam")
+    return env, agent
+
+
+def test_auto_jit_falls_back_when_xla_cannot_compile():
+    env, agent = agent_xla_cannot_compile("auto")
+    with pytest.warns(UserWarning, match="XLA could not compile"):
+        agent.fit(env, nb_steps=20, verbose=0)
+    assert agent.jit_compile is False and agent.step == 20
+
+
+def test_explicit_jit_raises_when_xla_cannot_compile():
+    env, agent = agent_xla_cannot_compile(True)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        agent.fit(env, nb_steps=20, verbose=0)

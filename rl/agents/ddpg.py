@@ -21,10 +21,6 @@ from rl.util import atomic_path, check_int, check_number, clone_optimizer, get_o
 __all__ = ["DDPGAgent"]
 
 _BASE_METRICS = ["critic_loss", "actor_loss", "mean_q"]
-# Below this many trainable weights (actor + critic), XLA's compile time outweighs its speed-up:
-# measured on 2 CPU cores, keras-rl's example sizes (~3 000 weights) ran 10 % slower over 20 000
-# steps with XLA, [256, 256] networks (~134 000 weights) 20 % faster.
-_XLA_MIN_WEIGHTS = 10_000
 
 
 class DDPGAgent(Agent):
@@ -69,10 +65,9 @@ class DDPGAgent(Agent):
         target_model_update: `< 1`: soft update with this `tau` after each training step;
             `>= 1`: hard copy every `int(target_model_update)` steps. Defaults to `0.001`.
         processor: an `rl.core.Processor`. Defaults to `None`.
-        jit_compile: compile the training step with XLA: `True`, `False`, or `"auto"` (XLA when
-            the actor and the critic hold at least 10 000 trainable weights together: XLA's fusion
-            speeds larger networks up, while for very small ones its compile time outweighs the
-            gain). Falls back with a warning if a model cannot be compiled. Defaults to `"auto"`.
+        jit_compile: compile the acting and training functions with XLA: `True` (an error if XLA
+            cannot compile the models), `False`, or `"auto"` (XLA, falling back to plain
+            TensorFlow with a warning if it cannot compile them). Defaults to `"auto"`.
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and the value received,
@@ -199,12 +194,10 @@ class DDPGAgent(Agent):
         self.memory = memory
         self.random_process = random_process
         self.custom_model_objects = dict(custom_model_objects or {})
-        if jit_compile == "auto":
-            nb_weights = sum(int(np.prod(v.shape)) for v in actor.trainable_variables + critic.trainable_variables)
-            jit_compile = nb_weights >= _XLA_MIN_WEIGHTS
-        elif not isinstance(jit_compile, bool):
+        if not (isinstance(jit_compile, bool) or jit_compile == "auto"):
             raise ValueError(f"`jit_compile` must be True, False or 'auto'. Received: jit_compile={jit_compile!r}")
-        self.jit_compile = jit_compile
+        self._jit_auto = jit_compile == "auto"
+        self.jit_compile = bool(jit_compile)  # whether XLA is in use (an "auto" fallback turns it off)
         self.target_actor = self._clone(actor, "actor")
         self.target_critic = self._clone(critic, "critic")
         self._stateful_layers = [
@@ -256,7 +249,7 @@ class DDPGAgent(Agent):
             "memory_interval": self.memory_interval,
             "delta_clip": self.delta_clip,
             "target_model_update": self.target_model_update,
-            "jit_compile": self.jit_compile,
+            "jit_compile": "auto" if self._jit_auto else self.jit_compile,
             "actor": self.actor.name,
             "critic": self.critic.name,
         }
@@ -605,7 +598,7 @@ class DDPGAgent(Agent):
             fn = self._fn(key, size)
             out = fn() if flat is None else fn(flat)
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, NotImplementedError) as e:
-            if not self.jit_compile:
+            if not (self.jit_compile and self._jit_auto):
                 raise
             warnings.warn(f"XLA could not compile the training step ({e}); running it without XLA.", stacklevel=3)
             self.jit_compile = False
