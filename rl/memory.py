@@ -254,7 +254,7 @@ class SequentialMemory:
             states[before_start] = 0
         return states
 
-    def _draw(self, batch_size: int) -> np.ndarray:
+    def _check_batch_size(self, batch_size: int) -> int:
         batch_size = check_int("batch_size", batch_size, minimum=1)
         if batch_size > self.limit:
             raise ValueError(
@@ -262,11 +262,15 @@ class SequentialMemory:
             )
         if self._nb_valid == 0:
             raise ValueError("The memory holds no transition yet: append some before calling `sample`.")
-        return self._sample_indices(batch_size)
+        return batch_size
+
+    def _next_slots(self, idx: np.ndarray) -> np.ndarray:
+        nxt = idx + 1
+        nxt[nxt == self.limit] = 0
+        return nxt
 
     def _states(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        nxt = idx + 1  # the next observation's slot
-        nxt[nxt == self.limit] = 0
+        nxt = self._next_slots(idx)
         if self.window_length == 1:
             # ndarray.take gathers rows several times faster than fancy indexing.
             obs = self._observations
@@ -284,7 +288,7 @@ class SequentialMemory:
             ValueError: if `batch_size` is not a positive integer, exceeds `limit`, or the memory
                 holds no transition yet.
         """
-        idx = self._draw(batch_size)
+        idx = self._sample_indices(self._check_batch_size(batch_size))
         state0, state1 = self._states(idx)
         rows = self._rows.take(idx, axis=0)  # [B, A + 2]
         a = self._nb_actions
@@ -304,23 +308,22 @@ class SequentialMemory:
             rows: receives each transition's flattened action, then its reward, then `1.0` where
                 `s_{t+1}` is terminal; shape `(B, nb_actions + 2)`, float32.
         """
-        idx = self._draw(batch_size)
-        shape = (len(idx), self.window_length) + self._observations.shape[1:]
+        b = self._check_batch_size(batch_size)  # checked before drawing: a refused call draws nothing
+        shape = (b, self.window_length) + self._observations.shape[1:]
         for name, out in (("state0", state0), ("state1", state1)):
             if out.shape != shape:
                 raise ValueError(f"`{name}` must have shape {shape}. Received: {name}.shape={out.shape}")
-        if rows.shape != (len(idx), self._nb_actions + 2) or rows.dtype != np.float32:
+        if rows.shape != (b, self._nb_actions + 2) or rows.dtype != np.float32:
             raise ValueError(
-                f"`rows` must be float32 of shape {(len(idx), self._nb_actions + 2)}. "
+                f"`rows` must be float32 of shape {(b, self._nb_actions + 2)}. "
                 f"Received: rows.shape={rows.shape}, rows.dtype={rows.dtype}"
             )
+        idx = self._sample_indices(b)
         obs = self._observations
         if self.window_length == 1 and state0.dtype == state1.dtype == obs.dtype:
-            nxt = idx + 1
-            nxt[nxt == self.limit] = 0
             # mode="clip" writes straight into `out` (the indices are in range anyway).
             obs.take(idx, axis=0, out=state0[:, 0], mode="clip")
-            obs.take(nxt, axis=0, out=state1[:, 0], mode="clip")
+            obs.take(self._next_slots(idx), axis=0, out=state1[:, 0], mode="clip")
         else:
             state0[...], state1[...] = self._states(idx)
         self._rows.take(idx, axis=0, out=rows, mode="clip")

@@ -58,12 +58,17 @@ def counting_env():
     return CountingEnv
 
 
-def small_models(obs_shape, nb_actions=1, window_length=1, hidden=16, flatten=True):
-    """A keras-rl style actor and critic (Flatten over a (window,) + obs input)."""
+def small_models(obs_shape, nb_actions=1, window_length=1, hidden=16, flatten=True, actor_layer=None):
+    """A keras-rl style actor and critic (Flatten over a (window,) + obs input).
+
+    `actor_layer`, if given, is applied after the actor's hidden layer.
+    """
     shape = (window_length,) + tuple(obs_shape) if flatten else tuple(obs_shape)
     obs_in = keras.Input(shape=shape, name="obs")
     x = layers.Flatten()(obs_in) if flatten else obs_in
     x = layers.Dense(hidden, activation="relu")(x)
+    if actor_layer is not None:
+        x = actor_layer(x)
     x = layers.Dense(nb_actions, activation="tanh")(x)
     actor = keras.Model(obs_in, layers.Rescaling(2.0)(x), name="actor")
     action_in = keras.Input(shape=(nb_actions,), name="action")

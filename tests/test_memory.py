@@ -148,6 +148,10 @@ def test_sample_into_rejects_wrong_shapes():
         memory.sample_into(4, ok, np.zeros((4, 2, 1), np.float32), np.zeros((4, 3), np.float32))
     with pytest.raises(ValueError, match=r"rows.*float64"):
         memory.sample_into(4, ok, ok.copy(), np.zeros((4, 3)))
+    before = memory.rng.bit_generator.state
+    with pytest.raises(ValueError, match="state0"):
+        memory.sample_into(4, np.zeros((3, 1, 1), np.float32), ok.copy(), np.zeros((4, 3), np.float32))
+    assert memory.rng.bit_generator.state == before  # a refused call draws nothing
 
 
 def test_continuation_is_detected_by_value_when_objects_differ():

@@ -249,13 +249,7 @@ class NumpyIdentity(layers.Layer):
 def agent_xla_cannot_compile(jit_compile):
     keras.utils.set_random_seed(0)
     env = CountingEnv(terminate_at=20)
-    shape = (1,) + env.observation_space.shape
-    obs_in = keras.Input(shape)
-    x = NumpyIdentity()(layers.Dense(8, activation="relu")(layers.Flatten()(obs_in)))
-    actor = keras.Model(obs_in, layers.Dense(1, activation="tanh")(x))
-    action_in, critic_obs_in = keras.Input((1,)), keras.Input(shape)
-    y = layers.Concatenate()([action_in, layers.Flatten()(critic_obs_in)])
-    critic = keras.Model([action_in, critic_obs_in], layers.Dense(1)(layers.Dense(8, activation="relu")(y)))
+    actor, critic, action_in = small_models(env.observation_space.shape, hidden=8, actor_layer=NumpyIdentity())
     agent = DDPGAgent(
         nb_actions=1,
         actor=actor,

@@ -465,11 +465,9 @@ class DDPGAgent(Agent):
             self._pulled = True
 
     def _push(self) -> None:
-        """Copies the flat training state back into the models' own variables."""
-        if self.flat_weights and self._pulled:
-            for net in self._nets:
-                net.push()
-            self._pulled = False
+        """Copies the flat training state back into the models' own variables, for good."""
+        self._sync_for_save()
+        self._pulled = False
 
     def _on_run_begin(self, training: bool) -> None:
         if training:
@@ -623,10 +621,9 @@ class DDPGAgent(Agent):
             else:
                 self._push()
         state = self._window.push(observation)  # [W, *obs]
-        act_inputs = self._process_states(state[None])
         if self._pending is not None and self.training:
             train_critic, train_actor = self._pending
-            flat = self._pack_training_inputs(state, act_inputs)
+            flat = self._pack_training_inputs(state)
             self._pending = None  # cleared first: an interrupt can never run this step twice
             out = self._call(("train", train_critic, train_actor), flat)
             action = out[: self.nb_actions]
@@ -636,7 +633,7 @@ class DDPGAgent(Agent):
                 self._call("hard_update")
                 self._pending_hard_update = False
         else:
-            flat = np.concatenate([p.reshape(-1) for p in act_inputs], dtype=np.float32)
+            flat = np.concatenate([p.reshape(-1) for p in self._process_states(state[None])], dtype=np.float32)
             action = self._call("act_train" if self.training else "act", flat)
         if self.training and self.random_process is not None:
             action = (action + self.random_process.sample()).astype(np.float32)
@@ -646,7 +643,7 @@ class DDPGAgent(Agent):
         self.recent_action = action
         return action
 
-    def _pack_training_inputs(self, state: np.ndarray, act_inputs: list[np.ndarray]) -> np.ndarray:
+    def _pack_training_inputs(self, state: np.ndarray) -> np.ndarray:
         """One float32 vector in `_layout`'s order: the acting state, then a batch from memory."""
         b = self.batch_size
         if self._sample_into:
@@ -664,7 +661,12 @@ class DDPGAgent(Agent):
             return flat
         batch = self.memory.sample(b)
         rows = np.concatenate([batch.action.reshape(b, -1), batch.reward[:, None], batch.terminal[:, None]], axis=1)
-        parts = act_inputs + self._process_states(batch.state0) + self._process_states(batch.state1) + [rows]
+        parts = (
+            self._process_states(state[None])
+            + self._process_states(batch.state0)
+            + self._process_states(batch.state1)
+            + [rows]
+        )
         return np.concatenate([np.asarray(p).reshape(-1) for p in parts], dtype=np.float32)
 
     def backward(
@@ -875,15 +877,20 @@ class _ModelWeights:
         """What the optimizer updates."""
         return self.model.trainable_variables
 
+    @property
+    def state(self) -> list:
+        """What a target network copies from its online network."""
+        return self.model.weights
+
     def __call__(self, inputs: Any, training: bool) -> tf.Tensor:
         return self.model(inputs, training=training)
 
     def soft_update(self, source: _ModelWeights, tau: float) -> None:
-        for t, s in zip(self.model.weights, source.model.weights):
+        for t, s in zip(self.state, source.state):
             t.assign(t * (1.0 - tau) + s * tau)
 
     def copy_from(self, source: _ModelWeights) -> None:
-        for t, s in zip(self.model.weights, source.model.weights):
+        for t, s in zip(self.state, source.state):
             t.assign(s)
 
     def pull(self) -> None:
@@ -929,6 +936,10 @@ class _FlatWeights(_ModelWeights):
     def variables(self) -> list:
         return ([self.flat] if self.flat is not None else []) + self.own
 
+    @property
+    def state(self) -> list:
+        return self.variables
+
     def _values(self) -> list[tf.Tensor]:
         values: list[Any] = [None] * len(self.shapes)
         if self.flat is not None:
@@ -941,14 +952,6 @@ class _FlatWeights(_ModelWeights):
     def __call__(self, inputs: Any, training: bool) -> tf.Tensor:
         outputs, _ = self.model.stateless_call(self._values(), [], inputs, training=training)
         return outputs
-
-    def soft_update(self, source: _FlatWeights, tau: float) -> None:
-        for t, s in zip(self.variables, source.variables):
-            t.assign(t * (1.0 - tau) + s * tau)
-
-    def copy_from(self, source: _FlatWeights) -> None:
-        for t, s in zip(self.variables, source.variables):
-            t.assign(s)
 
     def pull(self) -> None:
         weights = self.model.trainable_variables
