@@ -172,10 +172,12 @@ class OrnsteinUhlenbeckProcess(AnnealedGaussianProcess):
         self.reset_states()
 
     def sample(self) -> np.ndarray:
+        # x + theta * (mu - x) * dt + sigma * sqrt(dt) * N(0, 1), the scalar factors folded first.
+        theta_dt = self.theta * self.dt
         x = (
-            self.x_prev
-            + self.theta * (self.mu - self.x_prev) * self.dt
-            + self.current_sigma * self._sqrt_dt * self.rng.standard_normal(self.size)
+            self.x_prev * (1.0 - theta_dt)
+            + theta_dt * self.mu
+            + (self.current_sigma * self._sqrt_dt) * self.rng.standard_normal(self.size)
         )
         self.x_prev = x
         self.n_steps += 1
