@@ -276,3 +276,13 @@ def test_explicit_jit_raises_when_xla_cannot_compile():
     env, agent = agent_xla_cannot_compile(True)
     with pytest.raises(tf.errors.InvalidArgumentError):
         agent.fit(env, nb_steps=20, verbose=0)
+
+
+def test_explicit_jit_applies_to_training_only():
+    # Acting alone is never compiled with XLA: warm-up steps and `test` run with such an actor.
+    env, agent = agent_xla_cannot_compile(True)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        agent.fit(env, nb_steps=20, verbose=0)
+    assert agent.step == 7  # every step before the first training call acted without XLA
+    history = agent.test(env, nb_episodes=1, verbose=0)
+    assert history.history["nb_steps"] == [20]
