@@ -266,19 +266,14 @@ class SequentialMemory:
             raise ValueError("The memory holds no transition yet: append some before calling `sample`.")
         return batch_size
 
-    def _next_slots(self, idx: np.ndarray) -> np.ndarray:
-        nxt = idx + 1
-        nxt[nxt == self.limit] = 0
-        return nxt
-
     def _states(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        nxt = self._next_slots(idx)
+        # The next observation sits in the next slot; slot `limit` wraps to 0 (`mode="wrap"`, `% limit`).
         if self.window_length == 1:
             # ndarray.take gathers rows several times faster than fancy indexing.
             obs = self._observations
-            return obs.take(idx, axis=0)[:, None], obs.take(nxt, axis=0)[:, None]  # [B, 1, *obs] each
+            return obs.take(idx, axis=0)[:, None], obs.take(idx + 1, axis=0, mode="wrap")[:, None]  # [B, 1, *obs]
         step = self._episode_step[idx]
-        return self._windows(idx, step), self._windows(nxt, step + 1)
+        return self._windows(idx, step), self._windows(idx + 1, step + 1)
 
     def sample(self, batch_size: int) -> Batch:
         """Samples `batch_size` transitions uniformly (with replacement).
@@ -325,7 +320,7 @@ class SequentialMemory:
         if self.window_length == 1 and state0.dtype == state1.dtype == obs.dtype:
             # mode="clip" writes straight into `out` (the indices are in range anyway).
             obs.take(idx, axis=0, out=state0[:, 0], mode="clip")
-            obs.take(idx + 1, axis=0, out=state1[:, 0], mode="wrap")  # slot `limit` wraps to 0
+            obs.take(idx + 1, axis=0, out=state1[:, 0], mode="wrap")
         else:
             state0[...], state1[...] = self._states(idx)
         self._rows.take(idx, axis=0, out=rows, mode="clip")
