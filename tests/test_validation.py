@@ -8,6 +8,7 @@ import tensorflow as tf
 from conftest import CountingEnv, small_models
 from keras import layers
 
+import rl.agents.ddpg as ddpg_module
 from rl.agents import DDPGAgent
 from rl.memory import SequentialMemory
 from rl.random import OrnsteinUhlenbeckProcess
@@ -226,9 +227,17 @@ def test_missing_and_damaged_checkpoints(tmp_path):
         agent.load_checkpoint(tmp_path / "ckpt")
 
 
-def test_jit_compile_auto_and_bad_values():
+def test_jit_compile_auto_and_bad_values(monkeypatch):
     agent = build()
-    assert agent.jit_compile is True and agent.get_config()["jit_compile"] == "auto"
+    assert agent.get_config()["jit_compile"] == "auto"
+    # "auto": XLA where a GPU or TPU is visible, plain TensorFlow on CPU-only machines.
+    accelerator = bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+    assert agent.jit_compile is accelerator
+    monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: True)
+    assert build().jit_compile is True
+    monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: False)
+    assert build().jit_compile is False
+    assert build(jit_compile=True).jit_compile is True
     assert build(jit_compile=False).jit_compile is False
     with pytest.raises(ValueError, match="jit_compile='yes'"):
         build(jit_compile="yes")
@@ -265,11 +274,21 @@ def agent_xla_cannot_compile(jit_compile):
     return env, agent
 
 
-def test_auto_jit_falls_back_when_xla_cannot_compile():
+def test_auto_jit_falls_back_when_xla_cannot_compile(monkeypatch):
+    monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: True)  # where "auto" picks XLA
     env, agent = agent_xla_cannot_compile("auto")
+    assert agent.jit_compile is True
     with pytest.warns(UserWarning, match="XLA could not compile"):
         agent.fit(env, nb_steps=20, verbose=0)
     assert agent.jit_compile is False and agent.step == 20
+
+
+def test_auto_jit_on_cpu_only_trains_without_xla(monkeypatch, recwarn):
+    monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: False)
+    env, agent = agent_xla_cannot_compile("auto")
+    agent.fit(env, nb_steps=20, verbose=0)
+    assert agent.jit_compile is False and agent.step == 20
+    assert not [w for w in recwarn if "XLA" in str(w.message)]
 
 
 def test_explicit_jit_raises_when_xla_cannot_compile():
