@@ -230,15 +230,38 @@ def test_missing_and_damaged_checkpoints(tmp_path):
 def test_jit_compile_auto_and_bad_values(monkeypatch):
     agent = build()
     assert agent.get_config()["jit_compile"] == "auto"
-    # "auto": XLA where a GPU or TPU is visible, plain TensorFlow on CPU-only machines.
-    accelerator = bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
-    assert agent.jit_compile is accelerator
+    assert agent.jit_compile is ddpg_module._xla_pays((agent.actor, agent.critic))
+    obs_in = keras.Input((1, 2))
+    wide = layers.Dense(64, activation="relu")(layers.Dense(64, activation="relu")(layers.Flatten()(obs_in)))
+    wide_actor = keras.Model(obs_in, layers.Dense(1)(wide))  # a 64 x 64 kernel: 4 096 values
+    # "auto": XLA on a GPU or TPU, whatever the sizes.
     monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: True)
     assert build().jit_compile is True
+    # CPUs only: XLA just for large kernels when TensorFlow may split an op over several threads.
     monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: False)
+    monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda: 2)
     assert build().jit_compile is False
+    assert build(actor=wide_actor).jit_compile is True
+    monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda: 1)
+    assert build(actor=wide_actor).jit_compile is False
+    assert build(actor=wide_actor, jit_compile=True).jit_compile is True
     assert build(jit_compile=True).jit_compile is True
     assert build(jit_compile=False).jit_compile is False
+
+
+def test_intra_op_threads_reads_the_setting_then_the_environment(monkeypatch):
+    monkeypatch.setattr(tf.config.threading, "get_intra_op_parallelism_threads", lambda: 0)
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    assert ddpg_module._intra_op_threads() == 1
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
+    assert ddpg_module._intra_op_threads() == 3
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
+    assert ddpg_module._intra_op_threads() >= 1
+    monkeypatch.setattr(tf.config.threading, "get_intra_op_parallelism_threads", lambda: 5)
+    assert ddpg_module._intra_op_threads() == 5
+
+
+def test_jit_compile_rejects_bad_values():
     with pytest.raises(ValueError, match="jit_compile='yes'"):
         build(jit_compile="yes")
 

@@ -67,10 +67,12 @@ class DDPGAgent(Agent):
         processor: an `rl.core.Processor`. Defaults to `None`.
         jit_compile: compile the training step (fused with acting) with XLA: `True` (an error if
             XLA cannot compile the models), `False`, or `"auto"`: XLA where TensorFlow sees a GPU
-            or TPU (falling back to plain TensorFlow with a warning if XLA cannot compile the
-            models), plain TensorFlow on machines with CPUs only, where it measured faster at
-            every network size (see the benchmarks page). Acting alone (warm-up, `test`) always
-            runs as a plain traced TensorFlow function. Defaults to `"auto"`.
+            or TPU; on CPUs only, XLA just for networks with a weight array of 4 096 values or
+            more when TensorFlow may split an op over several threads, plain TensorFlow otherwise
+            (what measured faster over 20 000 steps; see the benchmarks page). Where "auto" picks
+            XLA and XLA cannot compile the models, it warns and carries on without it. Acting
+            alone (warm-up, `test`) always runs as a plain traced TensorFlow function. Defaults
+            to `"auto"`.
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and the value received,
@@ -201,7 +203,7 @@ class DDPGAgent(Agent):
             raise ValueError(f"`jit_compile` must be True, False or 'auto'. Received: jit_compile={jit_compile!r}")
         self._jit_auto = jit_compile == "auto"
         # Whether XLA is in use (an "auto" fallback turns it off).
-        self.jit_compile = _accelerator_visible() if self._jit_auto else jit_compile
+        self.jit_compile = _xla_pays((actor, critic)) if self._jit_auto else jit_compile
         self.target_actor = self._clone(actor, "actor")
         self.target_critic = self._clone(critic, "critic")
         self._stateful_layers = [
@@ -1024,8 +1026,36 @@ def _executor(concrete: Any, mode: str) -> Any:
 
 
 def _accelerator_visible() -> bool:
-    """Whether TensorFlow sees a GPU or a TPU (what `jit_compile="auto"` turns XLA on for)."""
+    """Whether TensorFlow sees a GPU or a TPU."""
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
+def _intra_op_threads() -> int:
+    """The threads TensorFlow may split one op over (its setting, else `TF_NUM_INTRAOP_THREADS`, else the cores)."""
+    n = tf.config.threading.get_intra_op_parallelism_threads()
+    if not n:
+        try:
+            n = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))
+        except ValueError:
+            n = 0
+    if not n:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return n
+
+
+def _xla_pays(models: tuple) -> bool:
+    """What `jit_compile="auto"` picks: XLA on a GPU or TPU; on CPUs only where it measured faster.
+
+    On 2 CPU cores, over 20 000 steps, plain TensorFlow trained faster than XLA except for networks
+    with large kernels while TensorFlow may split an op over several threads: then each of its ops
+    competes for the cores with the ops running beside it, while XLA runs its kernels one by one.
+    "Large" is a weight array of `_PACK_MAX_SIZE` values or more (see docs/benchmarks.md).
+    """
+    if _accelerator_visible():
+        return True
+    if _intra_op_threads() <= 1:
+        return False
+    return any(math.prod(w.shape) >= _PACK_MAX_SIZE for m in models for w in m.trainable_weights)
 
 
 def _mode_works(mode: str) -> bool:
