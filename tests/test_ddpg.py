@@ -315,6 +315,22 @@ def test_flat_and_per_variable_training_give_the_same_weights(monkeypatch, pack_
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("pack_max", [4096, 20])
+def test_xla_and_plain_tensorflow_train_to_the_same_weights(monkeypatch, pack_max):
+    """`jit_compile` changes how the training step runs, not what it computes (both weight layouts)."""
+    monkeypatch.setattr(ddpg_module, "_PACK_MAX_SIZE", pack_max)
+    results = []
+    for jit in (True, False):
+        env = CountingEnv(terminate_at=20)
+        agent = make_agent(env, seed=6, jit_compile=jit)
+        history = agent.fit(env, nb_steps=120, verbose=0, seed=6)
+        assert agent.jit_compile is jit  # XLA compiled it: no fallback
+        results.append((history.history["episode_reward"], [m.get_weights() for m in agent.layers]))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4)
+    for a, b in zip(sum(results[0][1], []), sum(results[1][1], [])):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
 def test_batches_written_in_place_train_like_the_general_path():
     """The memory writes batches straight into the packed input unless a processor reshapes states."""
 

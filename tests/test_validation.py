@@ -227,36 +227,62 @@ def test_missing_and_damaged_checkpoints(tmp_path):
         agent.load_checkpoint(tmp_path / "ckpt")
 
 
-def test_jit_compile_auto_and_bad_values(monkeypatch):
-    agent = build()
-    assert agent.get_config()["jit_compile"] == "auto"
-    assert agent.jit_compile is ddpg_module._xla_pays((agent.actor, agent.critic))
+def wide_actor(units=64, inner=64, trainable=True):
+    """An actor whose second hidden kernel holds `inner * units` values."""
     obs_in = keras.Input((1, 2))
-    wide = layers.Dense(64, activation="relu")(layers.Dense(64, activation="relu")(layers.Flatten()(obs_in)))
-    wide_actor = keras.Model(obs_in, layers.Dense(1)(wide))  # a 64 x 64 kernel: 4 096 values
-    # "auto": XLA on a GPU or TPU, whatever the sizes.
+    x = layers.Dense(inner, activation="relu")(layers.Flatten()(obs_in))
+    hidden = layers.Dense(units, activation="relu", trainable=trainable)
+    return keras.Model(obs_in, layers.Dense(1)(hidden(x)))
+
+
+def wide_critic():
+    """A critic with a 64 x 64 kernel (4 096 values)."""
+    a, o = keras.Input((1,), name="action"), keras.Input((1, 2), name="critic_obs")
+    x = layers.Dense(64, activation="relu")(layers.Concatenate()([a, layers.Flatten()(o)]))
+    return keras.Model([a, o], layers.Dense(1)(layers.Dense(64, activation="relu")(x))), a
+
+
+def test_jit_compile_auto(monkeypatch):
+    assert build().get_config()["jit_compile"] == "auto"
+    # XLA on a GPU or TPU, whatever the sizes.
     monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: True)
     assert build().jit_compile is True
-    # CPUs only: XLA just for large kernels when TensorFlow may split an op over several threads.
+    # CPUs only: XLA just for a trainable weight array of 4 096 values or more (actor's or
+    # critic's), and only while TensorFlow may split an op over several threads.
     monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: False)
     monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda: 2)
     assert build().jit_compile is False
-    assert build(actor=wide_actor).jit_compile is True
+    assert build(actor=wide_actor()).jit_compile is True  # a 64 x 64 kernel
+    assert build(actor=wide_actor(units=63, inner=65)).jit_compile is False  # 4 095 values
+    assert build(actor=wide_actor(trainable=False)).jit_compile is False  # frozen: not trained
+    critic, action_in = wide_critic()
+    assert build(critic=critic, critic_action_input=action_in).jit_compile is True
     monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda: 1)
-    assert build(actor=wide_actor).jit_compile is False
-    assert build(actor=wide_actor, jit_compile=True).jit_compile is True
+    assert build(actor=wide_actor()).jit_compile is False
+    # An explicit choice is kept.
+    assert build(actor=wide_actor(), jit_compile=True).jit_compile is True
     assert build(jit_compile=True).jit_compile is True
-    assert build(jit_compile=False).jit_compile is False
+    monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda: 2)
+    assert build(actor=wide_actor(), jit_compile=False).jit_compile is False
 
 
-def test_intra_op_threads_reads_the_setting_then_the_environment(monkeypatch):
+def test_intra_op_threads_reads_the_setting_then_the_environment_then_the_cores(monkeypatch):
+    import os
+
     monkeypatch.setattr(tf.config.threading, "get_intra_op_parallelism_threads", lambda: 0)
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
     assert ddpg_module._intra_op_threads() == 1
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
     assert ddpg_module._intra_op_threads() == 3
+    cores = len(os.sched_getaffinity(0))
+    for unset in ("0", "-1", "many"):  # TensorFlow's default for these: the cores
+        monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", unset)
+        assert ddpg_module._intra_op_threads() == cores
     monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
-    assert ddpg_module._intra_op_threads() >= 1
+    assert ddpg_module._intra_op_threads() == cores
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)
+    assert ddpg_module._intra_op_threads() == 7
     monkeypatch.setattr(tf.config.threading, "get_intra_op_parallelism_threads", lambda: 5)
     assert ddpg_module._intra_op_threads() == 5
 

@@ -67,12 +67,12 @@ class DDPGAgent(Agent):
         processor: an `rl.core.Processor`. Defaults to `None`.
         jit_compile: compile the training step (fused with acting) with XLA: `True` (an error if
             XLA cannot compile the models), `False`, or `"auto"`: XLA where TensorFlow sees a GPU
-            or TPU; on CPUs only, XLA just for networks with a weight array of 4 096 values or
-            more when TensorFlow may split an op over several threads, plain TensorFlow otherwise
-            (what measured faster over 20 000 steps; see the benchmarks page). Where "auto" picks
-            XLA and XLA cannot compile the models, it warns and carries on without it. Acting
-            alone (warm-up, `test`) always runs as a plain traced TensorFlow function. Defaults
-            to `"auto"`.
+            or TPU; on CPUs only, XLA just for networks with a trainable weight array of 4 096
+            values or more when TensorFlow may split an op over several threads, plain TensorFlow
+            otherwise (which was not slower in the cases measured; see the benchmarks page).
+            Where "auto" picks XLA and XLA cannot compile the models, it warns and carries on
+            without it. Acting alone (warm-up, `test`) always runs as a plain traced TensorFlow
+            function. `agent.jit_compile` says whether XLA is in use. Defaults to `"auto"`.
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and the value received,
@@ -1033,29 +1033,35 @@ def _accelerator_visible() -> bool:
 def _intra_op_threads() -> int:
     """The threads TensorFlow may split one op over (its setting, else `TF_NUM_INTRAOP_THREADS`, else the cores)."""
     n = tf.config.threading.get_intra_op_parallelism_threads()
-    if not n:
+    if n <= 0:
         try:
             n = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))
         except ValueError:
             n = 0
-    if not n:
+    if n <= 0:  # TensorFlow's default: one per core it may use
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return n
 
 
-def _xla_pays(models: tuple) -> bool:
-    """What `jit_compile="auto"` picks: XLA on a GPU or TPU; on CPUs only where it measured faster.
+# On CPUs, "auto" uses XLA only for networks with a trainable weight array this large (and only
+# while TensorFlow may split an op over several threads). Measured at 1 024 (plain TensorFlow was
+# not slower) and 65 536 values (XLA faster with two threads); the cut-off between is not measured.
+_XLA_MIN_WEIGHTS = 4096
 
-    On 2 CPU cores, over 20 000 steps, plain TensorFlow trained faster than XLA except for networks
-    with large kernels while TensorFlow may split an op over several threads: then each of its ops
-    competes for the cores with the ops running beside it, while XLA runs its kernels one by one.
-    "Large" is a weight array of `_PACK_MAX_SIZE` values or more (see docs/benchmarks.md).
+
+def _xla_pays(models: tuple) -> bool:
+    """What `jit_compile="auto"` picks: XLA on a GPU or TPU; on CPUs only where it was not slower.
+
+    On 2 CPU cores, over 20 000 steps, plain TensorFlow was at least as fast as XLA except for
+    large kernels while TensorFlow may split an op over several threads: then each large matrix
+    product is split as well and the pieces queue behind the ops running beside it, while XLA runs
+    its kernels one after another (see docs/benchmarks.md).
     """
     if _accelerator_visible():
         return True
     if _intra_op_threads() <= 1:
         return False
-    return any(math.prod(w.shape) >= _PACK_MAX_SIZE for m in models for w in m.trainable_weights)
+    return any(math.prod(w.shape) >= _XLA_MIN_WEIGHTS for m in models for w in m.trainable_weights)
 
 
 def _mode_works(mode: str) -> bool:
