@@ -3,9 +3,10 @@
 Each run is a fresh subprocess (so its peak memory is its own); with `--vs sb3` the two libraries
 alternate (ours first in even pairs, SB3 first in odd ones) with identical settings: same network
 sizes, batch, learning rate, tau, gamma, warm-up, Ornstein-Uhlenbeck noise, buffer, and one
-gradient step per environment step. Printed per run: env steps/s (for our agent also the rate
-after its first training call, which traces and compiles the step), the share of wall time inside
-the compiled training/acting call, peak RSS, and the mean noise-free test return.
+gradient step per environment step. Printed per run: env steps/s (for our agent also whether the
+training step ran with XLA or plain TensorFlow, and the rate after its first training call, which
+traces and compiles the step), the share of wall time inside the compiled training/acting call,
+peak RSS, and the mean noise-free test return.
 
     python benchmarks/ddpg_speed.py --setting large --steps 20000 --seeds 0 1 2 --vs sb3
     python benchmarks/ddpg_speed.py --setting small --steps 20000 --seeds 0 1 2 --vs sb3
@@ -139,6 +140,7 @@ def run_ours(setting: dict, steps: int, seed: int) -> dict:
         "peak_rss_mb": peak_rss_mb(),
         "test_return": mean_return,
         "flat_weights": agent.flat_weights,
+        "xla": bool(agent.jit_compile),
         "traces": agent.trace_count,
     }
 
@@ -232,8 +234,9 @@ def spawn(lib: str, args: argparse.Namespace, seed: int) -> dict:
 def fmt(r: dict) -> str:
     share = "   -  " if r["compiled_share"] is None else f"{100 * r['compiled_share']:5.1f}%"
     steady = f" (after compiling: {r['steady_steps_per_s']:7.1f})" if r.get("steady_steps_per_s") else ""
+    mode = {True: "  XLA ", False: "  TF  "}.get(r.get("xla"), "      ")
     return (
-        f"{r['lib']:>4} seed {r['seed']}: {r['steps_per_s']:7.1f} steps/s{steady}  wall {r['wall_s']:7.1f} s  "
+        f"{r['lib']:>4} seed {r['seed']}:{mode}{r['steps_per_s']:7.1f} steps/s{steady}  wall {r['wall_s']:7.1f} s  "
         f"compiled {share}  peak RSS {r['peak_rss_mb']:6.0f} MB  test return {r['test_return']:8.1f}"
     )
 

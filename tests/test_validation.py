@@ -1,5 +1,7 @@
 """Bad input fails early with an error naming the argument and the value received."""
 
+import os
+
 import gymnasium as gym
 import keras
 import numpy as np
@@ -247,23 +249,78 @@ def test_jit_compile_auto(monkeypatch):
     # XLA on a GPU or TPU, whatever the sizes.
     monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: True)
     assert build().jit_compile is True
-    # CPUs only: XLA just for a trainable weight array of 4 096 values or more (actor's or
-    # critic's), and only while TensorFlow may split an op over several threads.
     monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: False)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    critic, action_in = wide_critic()
+    # CPUs, TensorFlow may split an op over several threads: XLA just for a trainable weight
+    # array of 4 096 values or more (actor's or critic's).
     monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda: 2)
     assert build().jit_compile is False
     assert build(actor=wide_actor()).jit_compile is True  # a 64 x 64 kernel
     assert build(actor=wide_actor(units=63, inner=65)).jit_compile is False  # 4 095 values
     assert build(actor=wide_actor(trainable=False)).jit_compile is False  # frozen: not trained
-    critic, action_in = wide_critic()
     assert build(critic=critic, critic_action_input=action_in).jit_compile is True
+    # CPUs, one thread per op: the other way round, XLA just for small networks...
     monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda: 1)
+    assert build().jit_compile is True
+    assert build(actor=wide_actor(units=63, inner=65)).jit_compile is True
+    assert build(actor=wide_actor(trainable=False)).jit_compile is True
     assert build(actor=wide_actor()).jit_compile is False
+    assert build(critic=critic, critic_action_input=action_in).jit_compile is False
+    # ... and only with the memory-ordered schedule, which XLA_FLAGS may turn off.
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=true")
+    assert build().jit_compile is False
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=false")
+    assert build().jit_compile is True
     # An explicit choice is kept.
     assert build(actor=wide_actor(), jit_compile=True).jit_compile is True
-    assert build(jit_compile=True).jit_compile is True
+    assert build(jit_compile=False).jit_compile is False
     monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda: 2)
+    assert build(jit_compile=True).jit_compile is True
     assert build(actor=wide_actor(), jit_compile=False).jit_compile is False
+
+
+def test_user_xla_cpu_flag_is_read_as_xla_reads_it():
+    read = ddpg_module._user_xla_cpu_flag
+    name = "xla_cpu_enable_concurrency_optimized_scheduler"
+    assert read("") is None
+    assert read("--xla_dump_to=/tmp/x --xla_cpu_enable_fast_math=false") is None
+    assert read(f"--{name}=false") is False
+    assert read(f"--{name}=0") is False
+    assert read(f"--{name}=true") is True
+    assert read(f"--{name}") is True  # a bare boolean flag means true
+    assert read(f"--{name}=true --{name}=false") is False  # the last one wins
+    assert read(f"--{name}_suffix=true") is None  # another flag
+
+
+def test_first_xla_compilation_sees_the_schedule_flag_and_the_environment_is_restored(monkeypatch):
+    seen = []
+
+    def probe(mode):
+        seen.append(os.environ.get("XLA_FLAGS"))
+        return mode == "execute"
+
+    monkeypatch.setattr(ddpg_module, "_mode_works", probe)
+    flag = "--xla_cpu_enable_concurrency_optimized_scheduler"
+    cases = [
+        (None, f"{flag}=false"),
+        ("--xla_dump_to=/tmp/d", f"--xla_dump_to=/tmp/d {flag}=false"),
+        (f"{flag}=true", f"{flag}=true"),  # the user's own setting is kept
+    ]
+    for before, during in cases:
+        if before is None:
+            monkeypatch.delenv("XLA_FLAGS", raising=False)
+        else:
+            monkeypatch.setenv("XLA_FLAGS", before)
+        monkeypatch.setattr(ddpg_module, "_DIRECT_MODE", None)
+        seen.clear()
+        build()  # the agent runs the probe, XLA's first compilation in a fresh process
+        assert seen == [during]
+        assert os.environ.get("XLA_FLAGS") == before
+        assert ddpg_module._DIRECT_MODE == "execute"
+        seen.clear()
+        build()  # once per process
+        assert seen == []
 
 
 def test_intra_op_threads_reads_the_setting_then_the_environment_then_the_cores(monkeypatch):
@@ -334,6 +391,7 @@ def test_auto_jit_falls_back_when_xla_cannot_compile(monkeypatch):
 
 def test_auto_jit_on_cpu_only_trains_without_xla(monkeypatch, recwarn):
     monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: False)
+    monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda: 2)  # small networks: plain TensorFlow
     env, agent = agent_xla_cannot_compile("auto")
     agent.fit(env, nb_steps=20, verbose=0)
     assert agent.jit_compile is False and agent.step == 20

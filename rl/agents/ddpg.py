@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -67,9 +68,14 @@ class DDPGAgent(Agent):
         processor: an `rl.core.Processor`. Defaults to `None`.
         jit_compile: compile the training step (fused with acting) with XLA: `True` (an error if
             XLA cannot compile the models), `False`, or `"auto"`: XLA where TensorFlow sees a GPU
-            or TPU; on CPUs only, XLA just for networks with a trainable weight array of 4 096
-            values or more when TensorFlow may split an op over several threads, plain TensorFlow
-            otherwise (which was not slower in the cases measured; see the benchmarks page).
+            or TPU. On CPUs, what was faster over 20 000-step runs (see the benchmarks page): for
+            small networks (every trainable weight array under 4 096 values) XLA when TensorFlow
+            runs each op on one thread (`TF_NUM_INTRAOP_THREADS=1`), plain TensorFlow otherwise;
+            for larger ones XLA when TensorFlow may split an op over several threads, plain
+            TensorFlow on one thread. XLA's first call compiles for a few seconds. On CPUs the
+            library asks XLA to order each compiled step to keep the fewest buffers alive
+            (`--xla_cpu_enable_concurrency_optimized_scheduler=false`, added to `XLA_FLAGS` for
+            the process's first XLA compilation unless `XLA_FLAGS` names that flag already).
             Where "auto" picks XLA and XLA cannot compile the models, it warns and carries on
             without it. Acting alone (warm-up, `test`) always runs as a plain traced TensorFlow
             function. `agent.jit_compile` says whether XLA is in use. Defaults to `"auto"`.
@@ -202,6 +208,7 @@ class DDPGAgent(Agent):
         if not (isinstance(jit_compile, bool) or jit_compile == "auto"):
             raise ValueError(f"`jit_compile` must be True, False or 'auto'. Received: jit_compile={jit_compile!r}")
         self._jit_auto = jit_compile == "auto"
+        _direct_mode()  # once per process, before anything compiles: applies `_xla_cpu_flags`
         # Whether XLA is in use (an "auto" fallback turns it off).
         self.jit_compile = _xla_pays((actor, critic)) if self._jit_auto else jit_compile
         self.target_actor = self._clone(actor, "actor")
@@ -1043,25 +1050,70 @@ def _intra_op_threads() -> int:
     return n
 
 
-# On CPUs, "auto" uses XLA only for networks with a trainable weight array this large (and only
-# while TensorFlow may split an op over several threads). Measured at 1 024 (plain TensorFlow was
-# not slower) and 65 536 values (XLA faster with two threads); the cut-off between is not measured.
+# On CPUs, "auto" tells small networks from large ones by their largest trainable weight array.
+# Measured at 1 024 values (small) and 65 536 (large); the cut-off between is not measured.
 _XLA_MIN_WEIGHTS = 4096
+
+# The XLA:CPU setting this library asks for (see `_xla_cpu_flags`): schedule each compiled step
+# in the order that keeps the fewest buffers alive instead of the order that exposes the most
+# parallel work. Small steps then run as long chains on the calling thread rather than being
+# handed between threads op by op; the arithmetic is the same.
+_XLA_CPU_FLAG = "xla_cpu_enable_concurrency_optimized_scheduler"
+
+
+def _user_xla_cpu_flag(xla_flags: str) -> bool | None:
+    """The value `XLA_FLAGS` gives `_XLA_CPU_FLAG` (the last one wins, as in XLA), or None if it is absent."""
+    value = None
+    for token in xla_flags.split():
+        name, _, given = token.lstrip("-").partition("=")
+        if name == _XLA_CPU_FLAG:
+            value = given.strip().lower() not in ("false", "0", "no")
+    return value
+
+
+def _sequential_xla_schedule() -> bool:
+    """Whether XLA:CPU compiles with the memory-ordered schedule (ours, unless `XLA_FLAGS` says otherwise)."""
+    return _user_xla_cpu_flag(os.environ.get("XLA_FLAGS", "")) is not True
+
+
+@contextlib.contextmanager
+def _xla_cpu_flags():
+    """Adds `--<_XLA_CPU_FLAG>=false` to `XLA_FLAGS` for the duration, unless it names that flag already.
+
+    XLA reads `XLA_FLAGS` once per process, at its first compilation: `_direct_mode` compiles its
+    probe inside this context, so the setting holds for the rest of the process (unless XLA had
+    compiled something before, in which case nothing changes). The variable itself is restored,
+    so child processes do not inherit it.
+    """
+    before = os.environ.get("XLA_FLAGS")
+    if _user_xla_cpu_flag(before or "") is None:
+        os.environ["XLA_FLAGS"] = f"{before} --{_XLA_CPU_FLAG}=false" if before else f"--{_XLA_CPU_FLAG}=false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = before
 
 
 def _xla_pays(models: tuple) -> bool:
     """What `jit_compile="auto"` picks: XLA on a GPU or TPU; on CPUs only where it was not slower.
 
-    On 2 CPU cores, over 20 000 steps, plain TensorFlow was at least as fast as XLA except for
-    large kernels while TensorFlow may split an op over several threads: then each large matrix
-    product is split as well and the pieces queue behind the ops running beside it, while XLA runs
-    its kernels one after another (see docs/benchmarks.md).
+    Over 20 000-step runs on 2 CPU cores (see docs/benchmarks.md):
+    - small networks (every trainable weight array under `_XLA_MIN_WEIGHTS` values) are fastest
+      with XLA when TensorFlow runs each op on one thread (`TF_NUM_INTRAOP_THREADS=1`) and XLA
+      uses the memory-ordered schedule (`_xla_cpu_flags`), and fastest without XLA otherwise;
+    - large networks are fastest with XLA while TensorFlow may split an op over several threads
+      (each large matrix product is split too, and the pieces queue behind the ops running beside
+      them, while XLA runs its kernels one after another), and not slower without it on one thread.
     """
     if _accelerator_visible():
         return True
+    small = all(math.prod(w.shape) < _XLA_MIN_WEIGHTS for m in models for w in m.trainable_weights)
     if _intra_op_threads() <= 1:
-        return False
-    return any(math.prod(w.shape) >= _XLA_MIN_WEIGHTS for m in models for w in m.trainable_weights)
+        return small and _sequential_xla_schedule()
+    return not small
 
 
 def _mode_works(mode: str) -> bool:
@@ -1087,7 +1139,8 @@ def _direct_mode() -> str:
     """
     global _DIRECT_MODE
     if _DIRECT_MODE is None:
-        _DIRECT_MODE = next((m for m in ("execute", "call_flat") if _mode_works(m)), "public")
+        with _xla_cpu_flags():  # the probe is this library's first XLA compilation
+            _DIRECT_MODE = next((m for m in ("execute", "call_flat") if _mode_works(m)), "public")
     return _DIRECT_MODE
 
 
