@@ -302,12 +302,15 @@ def test_first_xla_compilation_sees_the_schedule_flag_and_the_environment_is_res
 
     monkeypatch.setattr(ddpg_module, "_mode_works", probe)
     flag = "--xla_cpu_enable_concurrency_optimized_scheduler"
-    cases = [
-        (None, f"{flag}=false"),
-        ("--xla_dump_to=/tmp/d", f"--xla_dump_to=/tmp/d {flag}=false"),
-        (f"{flag}=true", f"{flag}=true"),  # the user's own setting is kept
+    cases = [  # (intra-op threads, XLA_FLAGS before, XLA_FLAGS at the first compilation)
+        (1, None, f"{flag}=false"),
+        (1, "--xla_dump_to=/tmp/d", f"--xla_dump_to=/tmp/d {flag}=false"),
+        (1, f"{flag}=true", f"{flag}=true"),  # the user's own setting is kept
+        (2, None, None),  # several threads per op: XLA's default schedule
+        (2, "--xla_dump_to=/tmp/d", "--xla_dump_to=/tmp/d"),
     ]
-    for before, during in cases:
+    for threads, before, during in cases:
+        monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda n=threads: n)
         if before is None:
             monkeypatch.delenv("XLA_FLAGS", raising=False)
         else:
