@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+from machine import describe
+
 SETTINGS = {
     "large": {"actor": [256, 256], "critic": [256, 256], "batch_size": 64},
     "small": {"actor": [16, 16, 16], "critic": [32, 32, 32], "batch_size": 32},
@@ -265,6 +267,7 @@ def main() -> None:
         worker(args)
         return
 
+    print(describe(), flush=True)
     print(
         f"setting={args.setting} {SETTINGS[args.setting]} steps={args.steps} threads={args.threads or 'default'} "
         f"sb3_threads={args.sb3_threads or 'default'} jit={args.jit} {COMMON}"

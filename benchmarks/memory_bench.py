@@ -17,6 +17,7 @@ import gc
 import time
 
 import numpy as np
+from machine import describe
 
 N = 1_000_000
 EPISODE = 200
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument("--vs", choices=["sb3"], default=None)
     parser.add_argument("--repeats", type=int, default=2000)
     args = parser.parse_args()
+    print(describe(), flush=True)
     data = transitions(np.random.default_rng(0))
     ours = bench_ours(data, args.repeats)
     print(

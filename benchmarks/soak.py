@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import gymnasium as gym  # noqa: E402
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
+from machine import describe  # noqa: E402
 
 from rl.agents import DDPGAgent  # noqa: E402
 from rl.callbacks import Callback  # noqa: E402
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--memory-limit", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    print(describe(), flush=True)
     tenth = args.steps // 10
 
     keras.utils.set_random_seed(args.seed)
