@@ -3,10 +3,11 @@
 Each run is a fresh subprocess (so its peak memory is its own); with `--vs sb3` the two libraries
 alternate (ours first in even pairs, SB3 first in odd ones) with identical settings: same network
 sizes, batch, learning rate, tau, gamma, warm-up, Ornstein-Uhlenbeck noise, buffer, and one
-gradient step per environment step. Printed per run: env steps/s (for our agent also whether the
-training step ran with XLA or plain TensorFlow, and the rate after its first training call, which
-traces and compiles the step), the share of wall time inside the compiled training/acting call,
-peak RSS, and the mean noise-free test return.
+gradient step per environment step (or, with `--gradient-steps K`, K gradient steps every K
+environment steps: the same number of updates in fewer calls). Printed per run: env steps/s (for
+our agent also whether the training step ran with XLA or plain TensorFlow, and the rate after its
+first training call, which traces and compiles the step), the share of wall time inside the
+compiled training/acting call, peak RSS, and the mean noise-free test return.
 
     python benchmarks/ddpg_speed.py --setting large --steps 20000 --seeds 0 1 2 --vs sb3
     python benchmarks/ddpg_speed.py --setting small --steps 20000 --seeds 0 1 2 --vs sb3
@@ -64,7 +65,7 @@ def evaluate(policy, env, seed: int) -> float:
     return sum(returns) / len(returns)
 
 
-def run_ours(setting: dict, steps: int, seed: int) -> dict:
+def run_ours(setting: dict, steps: int, seed: int, every: int = 1) -> dict:
     import gymnasium as gym
     import keras
     from keras import layers
@@ -101,6 +102,8 @@ def run_ours(setting: dict, steps: int, seed: int) -> dict:
         ),
         gamma=COMMON["gamma"],
         target_model_update=COMMON["tau"],
+        train_interval=every,
+        gradient_steps=every,
         jit_compile={"auto": "auto", "on": True, "off": False}[os.environ.get("RL_BENCH_JIT", "auto")],
     )
     agent.compile(keras.optimizers.Adam(learning_rate=COMMON["learning_rate"]))
@@ -147,7 +150,7 @@ def run_ours(setting: dict, steps: int, seed: int) -> dict:
     }
 
 
-def run_sb3(setting: dict, steps: int, seed: int) -> dict:
+def run_sb3(setting: dict, steps: int, seed: int, every: int = 1) -> dict:
     import gymnasium as gym
     import numpy as np
     from stable_baselines3 import DDPG
@@ -170,8 +173,8 @@ def run_sb3(setting: dict, steps: int, seed: int) -> dict:
         batch_size=setting["batch_size"],
         tau=COMMON["tau"],
         gamma=COMMON["gamma"],
-        train_freq=1,
-        gradient_steps=1,
+        train_freq=every,
+        gradient_steps=every,
         action_noise=noise,
         policy_kwargs={"net_arch": {"pi": setting["actor"], "qf": setting["critic"]}},
         seed=seed,
@@ -203,7 +206,7 @@ def worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.sb3_threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     run = run_ours if args.worker == "ours" else run_sb3
-    result = run(SETTINGS[args.setting], args.steps, args.seed)
+    result = run(SETTINGS[args.setting], args.steps, args.seed, args.gradient_steps)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -225,6 +228,8 @@ def spawn(lib: str, args: argparse.Namespace, seed: int) -> dict:
         str(args.sb3_threads),
         "--jit",
         args.jit,
+        "--gradient-steps",
+        str(args.gradient_steps),
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in out.stdout.splitlines():
@@ -257,6 +262,13 @@ def main() -> None:
         help="torch threads for SB3 (default: same as --threads; 0: torch's default)",
     )
     parser.add_argument("--jit", choices=["auto", "on", "off"], default="auto", help="our agent's jit_compile")
+    parser.add_argument(
+        "--gradient-steps",
+        type=int,
+        default=1,
+        help="train every K env steps with K gradient steps (ours: train_interval=gradient_steps=K; "
+        "SB3: train_freq=gradient_steps=K); 1 is one gradient step per env step",
+    )
     parser.add_argument("--worker", choices=["ours", "sb3"], help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -270,7 +282,7 @@ def main() -> None:
     print(describe(), flush=True)
     print(
         f"setting={args.setting} {SETTINGS[args.setting]} steps={args.steps} threads={args.threads or 'default'} "
-        f"sb3_threads={args.sb3_threads or 'default'} jit={args.jit} {COMMON}"
+        f"sb3_threads={args.sb3_threads or 'default'} jit={args.jit} gradient_steps={args.gradient_steps} {COMMON}"
     )
     pairs = []
     for k, seed in enumerate(args.seeds):

@@ -418,6 +418,47 @@ def test_hand_written_loop_trains_and_acts_with_current_weights():
     assert any(not np.allclose(a, b) for a, b in zip(agent.actor.get_weights(), before))
 
 
+def test_several_gradient_steps_in_one_call_equal_as_many_single_steps():
+    """`gradient_steps=K` runs K updates, each on its own batch, in one call: the same weights, next
+    action and (mean) metrics as K one-step calls on those batches."""
+    env = CountingEnv()
+    b, rng = 8, np.random.default_rng(3)
+    s0, s1 = rng.normal(size=(2, b, 1, 2)).astype(np.float32), rng.normal(size=(2, b, 1, 2)).astype(np.float32)
+    rows = np.concatenate([rng.uniform(-2, 2, (2, b, 1)), rng.normal(size=(2, b, 1)), rng.integers(0, 2, (2, b, 1))], 2)
+    act = np.array([0.5, -1.0], np.float32)
+
+    def packed(ks):
+        return np.concatenate([act] + [x[ks].ravel() for x in (s0, s1, rows)]).astype(np.float32)
+
+    results = []
+    for steps, calls in ((2, [[0, 1]]), (1, [[0], [1]])):
+        agent = make_agent(env, seed=5, metrics=["mae"], gradient_steps=steps, target_model_update=0.1)
+        agent._check_env(env)
+        agent._pull()
+        outs = [agent._call(("train", True, True), packed(ks)) for ks in calls]
+        agent._push()
+        assert int(agent.critic_optimizer.iterations.numpy()) == 2
+        weights = [m.get_weights() for m in (agent.actor, agent.critic, agent.target_actor, agent.target_critic)]
+        results.append((outs, sum(weights, [])))
+    (one_call,), (first, second) = results[0][0], results[1][0]
+    np.testing.assert_allclose(one_call[:1], second[:1], rtol=1e-5, atol=1e-6)  # next action
+    np.testing.assert_allclose(one_call[1:], (first[1:] + second[1:]) / 2, rtol=1e-5, atol=1e-6)  # mean metrics
+    for a, c in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_steps_with_train_interval_trains_as_often_as_every_step():
+    env = CountingEnv(terminate_at=20)
+    agent = make_agent(env, warmup=10, gradient_steps=3, train_interval=3, metrics=["mae"])
+    history = agent.fit(env, nb_steps=40, verbose=0)
+    # Steps 12, 15, ..., 39 schedule a training call; each runs with the next step's forward, so
+    # the last one (step 39) is still pending: 9 calls of 3 gradient steps each.
+    assert int(agent.critic_optimizer.iterations.numpy()) == 9 * 3
+    assert int(agent.actor_optimizer.iterations.numpy()) == 9 * 3
+    assert np.isfinite(history.history["episode_reward"]).all()
+    assert agent.get_config()["gradient_steps"] == 3
+
+
 def test_fast_direct_call_is_active():
     from rl.agents.ddpg import _direct_mode, _mode_works
 

@@ -59,6 +59,13 @@ CONSTRUCTION_CASES = [
     ("negative critic warm-up", {"nb_steps_warmup_critic": -1}, ValueError, "nb_steps_warmup_critic=-1"),
     ("negative actor warm-up", {"nb_steps_warmup_actor": -5}, ValueError, "nb_steps_warmup_actor=-5"),
     ("train_interval zero", {"train_interval": 0}, ValueError, "train_interval=0"),
+    ("gradient_steps zero", {"gradient_steps": 0}, ValueError, "gradient_steps=0"),
+    (
+        "batch_size * gradient_steps above the memory limit",
+        {"batch_size": 50, "gradient_steps": 3},
+        ValueError,
+        r"50 \* 3.*gradient_steps=3",
+    ),
     ("memory_interval zero", {"memory_interval": 0}, ValueError, "memory_interval=0"),
     ("target_model_update zero", {"target_model_update": 0}, ValueError, "target_model_update=0"),
     ("target_model_update negative", {"target_model_update": -1.0}, ValueError, "target_model_update=-1.0"),

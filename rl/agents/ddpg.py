@@ -80,6 +80,13 @@ class DDPGAgent(Agent):
             Where "auto" picks XLA and XLA cannot compile the models, it warns and carries on
             without it. Acting alone (warm-up, `test`) always runs as a plain traced TensorFlow
             function. `agent.jit_compile` says whether XLA is in use. Defaults to `"auto"`.
+        gradient_steps: gradient steps per training, each on its own batch of `batch_size`
+            transitions, run one after another in the same compiled call (Stable-Baselines3's
+            `gradient_steps`): with `train_interval=1, gradient_steps=2` the networks get two
+            updates per environment step. Metrics are the mean over these steps. The steps are
+            unrolled in the compiled function, so tracing and compiling it take longer as this
+            grows. `batch_size * gradient_steps` may not exceed the memory's limit. Defaults to
+            `1` (keras-rl's behaviour).
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and the value received,
@@ -116,6 +123,7 @@ class DDPGAgent(Agent):
         target_model_update: float = 0.001,
         processor: Processor | None = None,
         jit_compile: bool | str = "auto",
+        gradient_steps: int = 1,
     ):
         super().__init__(processor=processor)
         self.nb_actions = check_int("nb_actions", nb_actions, minimum=1)
@@ -134,6 +142,12 @@ class DDPGAgent(Agent):
         self.nb_steps_warmup_critic = check_int("nb_steps_warmup_critic", nb_steps_warmup_critic, minimum=0)
         self.nb_steps_warmup_actor = check_int("nb_steps_warmup_actor", nb_steps_warmup_actor, minimum=0)
         self.train_interval = check_int("train_interval", train_interval, minimum=1)
+        self.gradient_steps = check_int("gradient_steps", gradient_steps, minimum=1)
+        if limit is not None and self.batch_size * self.gradient_steps > limit:
+            raise ValueError(
+                f"`batch_size * gradient_steps` ({self.batch_size} * {self.gradient_steps}) cannot exceed the "
+                f"memory's limit ({limit}). Received: gradient_steps={gradient_steps}"
+            )
         self.memory_interval = check_int("memory_interval", memory_interval, minimum=1)
         if delta_range is not None:
             warnings.warn(
@@ -260,6 +274,7 @@ class DDPGAgent(Agent):
             "nb_steps_warmup_critic": self.nb_steps_warmup_critic,
             "nb_steps_warmup_actor": self.nb_steps_warmup_actor,
             "train_interval": self.train_interval,
+            "gradient_steps": self.gradient_steps,
             "memory_interval": self.memory_interval,
             "delta_clip": self.delta_clip,
             "target_model_update": self.target_model_update,
@@ -509,19 +524,32 @@ class DDPGAgent(Agent):
         return [(n,) + s for s in self._input_shapes]
 
     def _layout(self) -> tuple[list[tuple], int]:
-        """Shapes packed into one training call: act states, s0, s1, then [action, reward, terminal] rows."""
-        b, a = self.batch_size, self.nb_actions
+        """Shapes packed into one training call: act states, s0, s1, then [action, reward, terminal] rows.
+
+        The batch parts hold `gradient_steps` batches of `batch_size` one after another.
+        """
+        b, a = self.batch_size * self.gradient_steps, self.nb_actions
         shapes = self._batch_shapes(1) + self._batch_shapes(b) + self._batch_shapes(b) + [(b, a + 2)]
         return shapes, len(self._input_shapes)
 
     def _train_graph(self, flat: tf.Tensor, train_critic: bool, train_actor: bool) -> tf.Tensor:
-        actor, critic, target_actor, target_critic = self._nets
         shapes, n = self._layout()
         parts = self._split(flat, shapes)
-        act_states = self._model_input(parts[:n])
-        s0 = parts[n : 2 * n]  # [B, ...] each
-        s1 = parts[2 * n : 3 * n]
-        rows, a = parts[3 * n], self.nb_actions  # [B, A + 2]
+        b = self.batch_size
+        steps = []
+        for k in range(self.gradient_steps):  # each on its own batch, in order
+            batch = parts[n:] if self.gradient_steps == 1 else [p[k * b : (k + 1) * b] for p in parts[n:]]
+            steps.append(self._gradient_step(batch[:n], batch[n : 2 * n], batch[2 * n], train_critic, train_actor))
+        metrics = tf.reduce_mean(tf.stack(steps), axis=0) if len(steps) > 1 else steps[0]
+        next_action = self._nets[0](self._model_input(parts[:n]), training=False)[0]  # [A]
+        return tf.concat([tf.cast(next_action, tf.float32), metrics], 0)
+
+    def _gradient_step(
+        self, s0: list[tf.Tensor], s1: list[tf.Tensor], rows: tf.Tensor, train_critic: bool, train_actor: bool
+    ) -> tf.Tensor:
+        """One DDPG update on a batch (states `[B, ...]` per input, `rows` `[B, A + 2]`); returns its metrics."""
+        actor, critic, target_actor, target_critic = self._nets
+        a = self.nb_actions
         action, reward, terminal = rows[:, :a], rows[:, a], rows[:, a + 1]  # [B, A], [B], [B]
         nan = tf.constant(np.nan, tf.float32)
         critic_loss = actor_loss = mean_q = nan
@@ -548,9 +576,7 @@ class DDPGAgent(Agent):
             self.actor_optimizer.apply(tape.gradient(actor_loss, variables), variables)
             if self.target_model_update < 1:
                 target_actor.soft_update(actor, self.target_model_update)
-        next_action = actor(act_states, training=False)[0]  # [A]
-        metrics = tf.stack([critic_loss, actor_loss, mean_q] + extra)
-        return tf.concat([tf.cast(next_action, tf.float32), tf.cast(metrics, tf.float32)], 0)
+        return tf.cast(tf.stack([critic_loss, actor_loss, mean_q] + extra), tf.float32)
 
     def _act_graph(self, flat: tf.Tensor, net: _ModelWeights) -> tf.Tensor:
         states = self._model_input(self._split(flat, self._batch_shapes(1)))
@@ -660,8 +686,8 @@ class DDPGAgent(Agent):
         return action
 
     def _pack_training_inputs(self, state: np.ndarray) -> np.ndarray:
-        """One float32 vector in `_layout`'s order: the acting state, then a batch from memory."""
-        b = self.batch_size
+        """One float32 vector in `_layout`'s order: the acting state, then `gradient_steps` batches from memory."""
+        b = self.batch_size * self.gradient_steps  # drawn at once: independent uniform draws either way
         if self._sample_into:
             # One state input, states used as stored: the memory writes the batch in place.
             n = state.size
