@@ -418,21 +418,24 @@ def test_hand_written_loop_trains_and_acts_with_current_weights():
     assert any(not np.allclose(a, b) for a, b in zip(agent.actor.get_weights(), before))
 
 
-def test_several_gradient_steps_in_one_call_equal_as_many_single_steps():
+@pytest.mark.parametrize("window_length, flat", [(1, True), (3, True), (1, False)])
+def test_several_gradient_steps_in_one_call_equal_as_many_single_steps(window_length, flat):
     """`gradient_steps=K` runs K updates, each on its own batch, in one call: the same weights, next
-    action and (mean) metrics as K one-step calls on those batches."""
+    action and (mean) metrics as K one-step calls on those batches (flat and per-variable layouts)."""
     env = CountingEnv()
-    b, rng = 8, np.random.default_rng(3)
-    s0, s1 = rng.normal(size=(2, b, 1, 2)).astype(np.float32), rng.normal(size=(2, b, 1, 2)).astype(np.float32)
+    b, w, rng = 8, window_length, np.random.default_rng(3)
+    s0, s1 = (rng.normal(size=(2, b, w, 2)).astype(np.float32) for _ in range(2))
     rows = np.concatenate([rng.uniform(-2, 2, (2, b, 1)), rng.normal(size=(2, b, 1)), rng.integers(0, 2, (2, b, 1))], 2)
-    act = np.array([0.5, -1.0], np.float32)
+    act = rng.normal(size=w * 2).astype(np.float32)
 
     def packed(ks):
         return np.concatenate([act] + [x[ks].ravel() for x in (s0, s1, rows)]).astype(np.float32)
 
     results = []
     for steps, calls in ((2, [[0, 1]]), (1, [[0], [1]])):
-        agent = make_agent(env, seed=5, metrics=["mae"], gradient_steps=steps, target_model_update=0.1)
+        agent = make_agent(env, window_length=w, seed=5, gradient_steps=steps, target_model_update=0.1)
+        agent.compile(keras.optimizers.Adam(learning_rate=1e-3, clipnorm=None if flat else 1.0), metrics=["mae"])
+        assert agent.flat_weights is flat
         agent._check_env(env)
         agent._pull()
         outs = [agent._call(("train", True, True), packed(ks)) for ks in calls]
@@ -447,7 +450,30 @@ def test_several_gradient_steps_in_one_call_equal_as_many_single_steps():
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
 
 
-def test_gradient_steps_with_train_interval_trains_as_often_as_every_step():
+def test_gradient_steps_batches_are_drawn_one_sample_call_each():
+    """Each of the K batches is its own draw from the memory (its sampling rules hold per batch)."""
+
+    class SameStates(Processor):
+        def process_state_batch(self, batch):
+            return batch + 0.0  # the general path, through `sample`
+
+    for processor in (None, SameStates()):
+        env = CountingEnv(terminate_at=20)
+        agent = make_agent(env, warmup=10, gradient_steps=3, processor=processor)
+        calls = []
+        for name in ("sample", "sample_into"):
+            original = getattr(agent.memory, name)
+
+            def spy(batch_size, *args, _original=original, _name=name, _calls=calls):
+                _calls.append((_name, batch_size))
+                return _original(batch_size, *args)
+
+            setattr(agent.memory, name, spy)
+        agent.fit(env, nb_steps=13, verbose=0)  # steps 11 and 12 schedule training; the first one runs
+        assert calls == [("sample_into" if processor is None else "sample", 8)] * 3
+
+
+def test_gradient_steps_with_train_interval_makes_k_updates_per_training_call():
     env = CountingEnv(terminate_at=20)
     agent = make_agent(env, warmup=10, gradient_steps=3, train_interval=3, metrics=["mae"])
     history = agent.fit(env, nb_steps=40, verbose=0)

@@ -76,7 +76,10 @@ class DDPGAgent(Agent):
             intra-op thread the library asks XLA to order each compiled step to keep the fewest
             buffers alive (`--xla_cpu_enable_concurrency_optimized_scheduler=false`, added to
             `XLA_FLAGS` for the process's first XLA compilation unless `XLA_FLAGS` names that
-            flag already).
+            flag already; it then holds for every later XLA compilation in the process, the
+            user's own models included. Naming it `=true` opts out, and "auto" then picks plain
+            TensorFlow for small networks. If XLA compiled something before the first agent was
+            built, the flag cannot take effect and "auto" cannot tell: pass `False` there).
             Where "auto" picks XLA and XLA cannot compile the models, it warns and carries on
             without it. Acting alone (warm-up, `test`) always runs as a plain traced TensorFlow
             function. `agent.jit_compile` says whether XLA is in use. Defaults to `"auto"`.
@@ -85,8 +88,7 @@ class DDPGAgent(Agent):
             `gradient_steps`): with `train_interval=1, gradient_steps=2` the networks get two
             updates per environment step. Metrics are the mean over these steps. The steps are
             unrolled in the compiled function, so tracing and compiling it take longer as this
-            grows. `batch_size * gradient_steps` may not exceed the memory's limit. Defaults to
-            `1` (keras-rl's behaviour).
+            grows. Defaults to `1` (keras-rl's behaviour).
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and the value received,
@@ -143,11 +145,6 @@ class DDPGAgent(Agent):
         self.nb_steps_warmup_actor = check_int("nb_steps_warmup_actor", nb_steps_warmup_actor, minimum=0)
         self.train_interval = check_int("train_interval", train_interval, minimum=1)
         self.gradient_steps = check_int("gradient_steps", gradient_steps, minimum=1)
-        if limit is not None and self.batch_size * self.gradient_steps > limit:
-            raise ValueError(
-                f"`batch_size * gradient_steps` ({self.batch_size} * {self.gradient_steps}) cannot exceed the "
-                f"memory's limit ({limit}). Received: gradient_steps={gradient_steps}"
-            )
         self.memory_interval = check_int("memory_interval", memory_interval, minimum=1)
         if delta_range is not None:
             warnings.warn(
@@ -686,28 +683,34 @@ class DDPGAgent(Agent):
         return action
 
     def _pack_training_inputs(self, state: np.ndarray) -> np.ndarray:
-        """One float32 vector in `_layout`'s order: the acting state, then `gradient_steps` batches from memory."""
-        b = self.batch_size * self.gradient_steps  # drawn at once: independent uniform draws either way
+        """One float32 vector in `_layout`'s order: the acting state, then `gradient_steps` batches from memory.
+
+        Each batch is drawn by its own call to the memory, so the memory's sampling rules hold per batch.
+        """
+        b, k = self.batch_size, self.gradient_steps
         if self._sample_into:
-            # One state input, states used as stored: the memory writes the batch in place.
-            n = state.size
-            flat = np.empty(n * (1 + 2 * b) + b * (self.nb_actions + 2), dtype=np.float32)
+            # One state input, states used as stored: the memory writes each batch in place.
+            n, kb = state.size, k * b
+            flat = np.empty(n * (1 + 2 * kb) + kb * (self.nb_actions + 2), dtype=np.float32)
             flat[:n] = state.reshape(-1)
-            shape = (b,) + state.shape
-            self.memory.sample_into(
-                b,
-                flat[n : n * (1 + b)].reshape(shape),
-                flat[n * (1 + b) : n * (1 + 2 * b)].reshape(shape),
-                flat[n * (1 + 2 * b) :].reshape(b, self.nb_actions + 2),
-            )
+            shape = (kb,) + state.shape
+            s0 = flat[n : n * (1 + kb)].reshape(shape)
+            s1 = flat[n * (1 + kb) : n * (1 + 2 * kb)].reshape(shape)
+            rows = flat[n * (1 + 2 * kb) :].reshape(kb, self.nb_actions + 2)
+            for i in range(0, kb, b):
+                self.memory.sample_into(b, s0[i : i + b], s1[i : i + b], rows[i : i + b])
             return flat
-        batch = self.memory.sample(b)
-        rows = np.concatenate([batch.action.reshape(b, -1), batch.reward[:, None], batch.terminal[:, None]], axis=1)
+        batches = [self.memory.sample(b) for _ in range(k)]
+        s0 = [self._process_states(batch.state0) for batch in batches]  # [K][inputs]
+        s1 = [self._process_states(batch.state1) for batch in batches]
         parts = (
             self._process_states(state[None])
-            + self._process_states(batch.state0)
-            + self._process_states(batch.state1)
-            + [rows]
+            + [x for per_input in zip(*s0) for x in per_input]  # each input's K batches in a row
+            + [x for per_input in zip(*s1) for x in per_input]
+            + [
+                np.concatenate([batch.action.reshape(b, -1), batch.reward[:, None], batch.terminal[:, None]], axis=1)
+                for batch in batches
+            ]
         )
         return np.concatenate([np.asarray(p).reshape(-1) for p in parts], dtype=np.float32)
 
@@ -1095,7 +1098,7 @@ def _user_xla_cpu_flag(xla_flags: str) -> bool | None:
     for token in xla_flags.split():
         name, _, given = token.lstrip("-").partition("=")
         if name == _XLA_CPU_FLAG:
-            value = given.strip().lower() not in ("false", "0", "no")
+            value = given.strip().lower() not in ("false", "0")
     return value
 
 
@@ -1130,10 +1133,12 @@ def _xla_cpu_flags():
 def _xla_pays(models: tuple) -> bool:
     """What `jit_compile="auto"` picks: XLA on a GPU or TPU; on CPUs only where it was not slower.
 
-    Over 20 000-step runs on 2 CPU cores (see docs/benchmarks.md):
+    Over 20 000-step runs on 2 CPU cores (see docs/benchmarks.md; two machines were measured and
+    this follows the earlier one where they disagree):
     - small networks (every trainable weight array under `_XLA_MIN_WEIGHTS` values) are fastest
       with XLA when TensorFlow runs each op on one thread (`TF_NUM_INTRAOP_THREADS=1`) and XLA
-      uses the memory-ordered schedule (`_xla_cpu_flags`), and fastest without XLA otherwise;
+      uses the memory-ordered schedule (`_xla_cpu_flags`), and fastest without XLA otherwise
+      (on the second, newer machine XLA was 1.3 times as fast with several threads too);
     - large networks are fastest with XLA while TensorFlow may split an op over several threads
       (each large matrix product is split too, and the pieces queue behind the ops running beside
       them, while XLA runs its kernels one after another), and not slower without it on one thread.
