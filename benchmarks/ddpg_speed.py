@@ -4,7 +4,7 @@ Each run is a fresh subprocess (so its peak memory is its own); with `--vs sb3` 
 alternate (ours first in even pairs, SB3 first in odd ones) with identical settings: same network
 sizes, batch, learning rate, tau, gamma, warm-up, Ornstein-Uhlenbeck noise, buffer, and one
 gradient step per environment step (or, with `--gradient-steps K`, K gradient steps every K
-environment steps: the same number of updates in fewer calls). Printed per run: env steps/s (for
+environment steps: the same number of updates, in bursts). Printed per run: env steps/s (for
 our agent also whether the training step ran with XLA or plain TensorFlow, and the rate after its
 first training call, which traces and compiles the step), the share of wall time inside the
 compiled training/acting call, peak RSS, and the mean noise-free test return.

@@ -331,7 +331,6 @@ def test_first_xla_compilation_sees_the_schedule_flag_and_the_environment_is_res
 
 _PROBE_SCRIPT = """
 import sys
-import keras
 import rl.agents.ddpg as ddpg_module
 from conftest import small_models
 from rl.agents import DDPGAgent
@@ -349,7 +348,8 @@ def test_xla_reads_the_schedule_flag_when_the_first_agent_is_built(tmp_path):
     does not know makes its first compilation (the probe the agent runs) stop the process."""
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("XLA_FLAGS", None)
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.abspath(__file__)), env.get("PYTHONPATH", "")])
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [tests_dir, env.get("PYTHONPATH")]))
     script = tmp_path / "probe.py"
     script.write_text(_PROBE_SCRIPT)
     run = [sys.executable, str(script)]
