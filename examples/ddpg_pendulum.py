@@ -62,22 +62,23 @@ def make_agent(env, seed, hidden=(256, 256), batch_size=64):
     return agent
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, make=make_agent, name="ddpg", doc=__doc__):
+    """Trains the agent `make(env, seed)` builds, saves its weights, tests it; returns the mean test return."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20_000, help="training steps (default: 20000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--render", action="store_true", help="show the test episodes in a window")
-    parser.add_argument("--weights", default="ddpg_pendulum_weights.h5f", help="weights file name (keras-rl style)")
+    parser.add_argument("--weights", default=f"{name}_pendulum_weights.h5f", help="weights file name (keras-rl style)")
     parser.add_argument("--test-episodes", type=int, default=10, help="noise-free test episodes (default: 10)")
     parser.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar, 2 one line per episode")
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(args.seed)  # the networks' initial weights
     env = gym.make("Pendulum-v1")
-    agent = make_agent(env, args.seed)
+    agent = make(env, args.seed)
     agent.fit(env, nb_steps=args.steps, verbose=args.verbose, log_interval=5000, seed=args.seed)
     agent.save_weights(args.weights, overwrite=True)
-    print(f"Saved weights to {', '.join(DDPGAgent.weights_paths(args.weights))}")
+    print(f"Saved weights to {', '.join(agent.weights_paths(args.weights))}")
 
     test_env = gym.make("Pendulum-v1", render_mode="human" if args.render else None)
     history = agent.test(test_env, nb_episodes=args.test_episodes, visualize=args.render, seed=args.seed + 1000)

@@ -6,8 +6,9 @@ import tensorflow as tf
 from conftest import CountingEnv, small_models
 from keras import layers
 
-import rl.agents.ddpg as ddpg_module
+import rl.engine.layout as layout_module
 from rl.agents import DDPGAgent
+from rl.agents.off_policy import _TrainOptions
 from rl.core import Processor
 from rl.memory import SequentialMemory
 from rl.random import OrnsteinUhlenbeckProcess
@@ -296,7 +297,7 @@ def test_flat_and_per_variable_training_give_the_same_weights(monkeypatch, pack_
     With `pack_max=20` the kernels (48 and 16 weights and up) keep their own variables and only
     the small arrays are packed: the mixed layout large networks get.
     """
-    monkeypatch.setattr(ddpg_module, "_PACK_MAX_SIZE", pack_max)
+    monkeypatch.setattr(layout_module, "PACK_MAX_SIZE", pack_max)
     results = []
     for flat in (True, False):
         env = CountingEnv(terminate_at=20)
@@ -305,8 +306,8 @@ def test_flat_and_per_variable_training_give_the_same_weights(monkeypatch, pack_
         agent.compile(keras.optimizers.Adam(learning_rate=1e-3), metrics=["mae"])
         assert agent.flat_weights is flat
         if flat:
-            own = sum(len(net.own) for net in agent._nets)
-            packed = sum(len(net.packed) for net in agent._nets)
+            own = sum(len(net.own) for net in agent.nets.values())
+            packed = sum(len(net.packed) for net in agent.nets.values())
             assert (own == 0) if pack_max == 4096 else (own > 0 and packed > 0)
         history = agent.fit(env, nb_steps=120, verbose=0, seed=6)
         results.append((history.history["episode_reward"], [m.get_weights() for m in agent.layers]))
@@ -318,7 +319,7 @@ def test_flat_and_per_variable_training_give_the_same_weights(monkeypatch, pack_
 @pytest.mark.parametrize("pack_max", [4096, 20])
 def test_xla_and_plain_tensorflow_train_to_the_same_weights(monkeypatch, pack_max):
     """`jit_compile` changes how the training step runs, not what it computes (both weight layouts)."""
-    monkeypatch.setattr(ddpg_module, "_PACK_MAX_SIZE", pack_max)
+    monkeypatch.setattr(layout_module, "PACK_MAX_SIZE", pack_max)
     results = []
     for jit in (True, False):
         env = CountingEnv(terminate_at=20)
@@ -372,10 +373,51 @@ def test_flat_layout_is_chosen_only_where_it_is_exact():
     env = CountingEnv()
     agent = make_agent(env)
     assert agent.flat_weights  # Adam on float32 Dense models
-    agent.compile(keras.optimizers.Adam(learning_rate=1e-3, clipnorm=1.0))
-    assert not agent.flat_weights  # clipnorm clips each variable on its own
+    for clip in ({"clipnorm": 1.0}, {"clipvalue": 0.5}, {"global_clipnorm": 1.0}):
+        agent.compile(keras.optimizers.Adam(learning_rate=1e-3, **clip))
+        assert agent.flat_weights  # clipping is done per original weight array
     agent.compile(keras.optimizers.Adafactor())
+    assert not agent.flat_weights  # its update is not element-wise
+    opt = keras.optimizers.AdamW(learning_rate=1e-3)
+    opt.exclude_from_weight_decay(var_names=["bias"])
+    agent.compile(opt)
     assert not agent.flat_weights
+
+
+@pytest.mark.parametrize(
+    "optimizer, clip",
+    [
+        ("Adam", {"clipnorm": 0.05}),
+        ("SGD", {"clipnorm": 0.05}),
+        ("SGD", {"clipvalue": 0.01}),
+        # Adam divides by the gradient's scale, so float rounding in the global norm (summed in
+        # another order over packed arrays) grows over 100 steps: SGD shows the maths is the same.
+        ("SGD", {"global_clipnorm": 0.05}),
+    ],
+)
+@pytest.mark.parametrize("pack_max", [4096, 20])
+def test_gradient_clipping_keeps_the_flat_layout_and_its_results(monkeypatch, pack_max, optimizer, clip):
+    """keras-rl's example compiles Adam(clipnorm=1.): the flat layout clips each original weight
+    array as Keras does per variable, so it trains to the per-variable layout's weights."""
+    monkeypatch.setattr(layout_module, "PACK_MAX_SIZE", pack_max)
+    results = []
+    for flat in (True, False):
+        env = CountingEnv(terminate_at=20)
+        agent = make_agent(env, seed=6)
+        agent._flat_allowed = flat
+        agent.compile(getattr(keras.optimizers, optimizer)(learning_rate=1e-2, **clip), metrics=["mae"])
+        assert agent.flat_weights is flat
+        history = agent.fit(env, nb_steps=120, verbose=0, seed=6)
+        results.append((history.history["episode_reward"], [m.get_weights() for m in agent.layers]))
+    unclipped = make_agent(CountingEnv(terminate_at=20), seed=6)
+    unclipped.compile(getattr(keras.optimizers, optimizer)(learning_rate=1e-2))
+    unclipped.fit(CountingEnv(terminate_at=20), nb_steps=120, verbose=0, seed=6)
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
+    for a, b in zip(sum(results[0][1], []), sum(results[1][1], [])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # and the clipping did something: without it the weights differ
+    plain = sum([m.get_weights() for m in unclipped.layers], [])
+    assert any(not np.allclose(a, b, atol=1e-4) for a, b in zip(sum(results[0][1], []), plain))
 
 
 @pytest.mark.parametrize("pack_max", [4096, 20])
@@ -383,7 +425,7 @@ def test_models_show_the_weights_fit_started_with_until_it_returns(monkeypatch, 
     """With flat weights, the Keras models are refreshed when `fit` returns, all arrays alike."""
     from rl.callbacks import Callback
 
-    monkeypatch.setattr(ddpg_module, "_PACK_MAX_SIZE", pack_max)
+    monkeypatch.setattr(layout_module, "PACK_MAX_SIZE", pack_max)
     env = CountingEnv(terminate_at=20)
     agent = make_agent(env, warmup=10)
     assert agent.flat_weights
@@ -434,11 +476,12 @@ def test_several_gradient_steps_in_one_call_equal_as_many_single_steps(window_le
     results = []
     for steps, calls in ((2, [[0, 1]]), (1, [[0], [1]])):
         agent = make_agent(env, window_length=w, seed=5, gradient_steps=steps, target_model_update=0.1)
-        agent.compile(keras.optimizers.Adam(learning_rate=1e-3, clipnorm=None if flat else 1.0), metrics=["mae"])
+        agent._flat_allowed = flat
+        agent.compile(keras.optimizers.Adam(learning_rate=1e-3), metrics=["mae"])
         assert agent.flat_weights is flat
         agent._check_env(env)
         agent._pull()
-        outs = [agent._call(("train", True, True), packed(ks)) for ks in calls]
+        outs = [train_call(agent, packed(ks)) for ks in calls]
         agent._push()
         assert int(agent.critic_optimizer.iterations.numpy()) == 2
         weights = [m.get_weights() for m in (agent.actor, agent.critic, agent.target_actor, agent.target_critic)]
@@ -448,6 +491,12 @@ def test_several_gradient_steps_in_one_call_equal_as_many_single_steps(window_le
     np.testing.assert_allclose(one_call[1:], (first[1:] + second[1:]) / 2, rtol=1e-5, atol=1e-6)  # mean metrics
     for a, c in zip(results[0][1], results[1][1]):
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
+
+
+def train_call(agent, flat):
+    """Runs one training call (critic and actor, no target copy) on a packed input."""
+    options = _TrainOptions(frozenset({"critic", "actor"}), 0, False)
+    return agent.call_compiled("train", options, lambda: agent._train_function(options), flat)
 
 
 def test_gradient_steps_batches_are_drawn_one_sample_call_each():
@@ -486,8 +535,8 @@ def test_gradient_steps_with_train_interval_makes_k_updates_per_training_call():
 
 
 def test_fast_direct_call_is_active():
-    from rl.agents.ddpg import _direct_mode, _mode_works
+    from rl.engine.compiled import _mode_works, direct_mode
 
-    assert _direct_mode() == "execute"
+    assert direct_mode() == "execute"
     # and each fallback computes the same thing, applying the variable update once
     assert _mode_works("call_flat") and _mode_works("public")

@@ -1,8 +1,6 @@
 """Bad input fails early with an error naming the argument and the value received."""
 
 import os
-import subprocess
-import sys
 
 import gymnasium as gym
 import keras
@@ -12,7 +10,7 @@ import tensorflow as tf
 from conftest import CountingEnv, small_models
 from keras import layers
 
-import rl.agents.ddpg as ddpg_module
+import rl.engine.xla as xla_module
 from rl.agents import DDPGAgent
 from rl.memory import SequentialMemory
 from rl.random import OrnsteinUhlenbeckProcess
@@ -248,116 +246,45 @@ def wide_critic():
 
 
 def test_jit_compile_auto(monkeypatch):
+    """One rule: XLA on a GPU or TPU; on CPUs for large networks while ops may use several threads."""
     assert build().get_config()["jit_compile"] == "auto"
-    # XLA on a GPU or TPU, whatever the sizes.
-    monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: True)
+    monkeypatch.setattr(xla_module, "accelerator_visible", lambda: True)
     assert build().jit_compile is True
-    monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: False)
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.setattr(xla_module, "accelerator_visible", lambda: False)
     critic, action_in = wide_critic()
-    # CPUs, TensorFlow may split an op over several threads: XLA just for a trainable weight
-    # array of 4 096 values or more (actor's or critic's).
-    monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda: 2)
+    monkeypatch.setattr(xla_module, "intra_op_threads", lambda: 2)
     assert build().jit_compile is False
     assert build(actor=wide_actor()).jit_compile is True  # a 64 x 64 kernel
     assert build(actor=wide_actor(units=63, inner=65)).jit_compile is False  # 4 095 values
     assert build(actor=wide_actor(trainable=False)).jit_compile is False  # frozen: not trained
     assert build(critic=critic, critic_action_input=action_in).jit_compile is True
-    # CPUs, one thread per op: the other way round, XLA just for small networks...
-    monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda: 1)
-    assert build().jit_compile is True
-    assert build(actor=wide_actor(units=63, inner=65)).jit_compile is True
-    assert build(actor=wide_actor(trainable=False)).jit_compile is True
-    assert build(actor=wide_actor()).jit_compile is False
-    assert build(critic=critic, critic_action_input=action_in).jit_compile is False
-    # ... and only with the memory-ordered schedule, which XLA_FLAGS may turn off.
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=true")
+    monkeypatch.setattr(xla_module, "intra_op_threads", lambda: 1)  # one thread per op: plain TensorFlow
     assert build().jit_compile is False
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=false")
-    assert build().jit_compile is True
+    assert build(actor=wide_actor()).jit_compile is False
     # An explicit choice is kept.
     assert build(actor=wide_actor(), jit_compile=True).jit_compile is True
     assert build(jit_compile=False).jit_compile is False
-    monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda: 2)
+    monkeypatch.setattr(xla_module, "intra_op_threads", lambda: 2)
     assert build(jit_compile=True).jit_compile is True
     assert build(actor=wide_actor(), jit_compile=False).jit_compile is False
 
 
-def test_user_xla_cpu_flag_is_read_as_xla_reads_it():
-    read = ddpg_module._user_xla_cpu_flag
-    name = "xla_cpu_enable_concurrency_optimized_scheduler"
-    assert read("") is None
-    assert read("--xla_dump_to=/tmp/x --xla_cpu_enable_fast_math=false") is None
-    assert read(f"--{name}=false") is False
-    assert read(f"--{name}=0") is False
-    assert read(f"--{name}=true") is True
-    assert read(f"--{name}") is True  # a bare boolean flag means true
-    assert read(f"--{name}=true --{name}=false") is False  # the last one wins
-    assert read(f"--{name}_suffix=true") is None  # another flag
-
-
-def test_first_xla_compilation_sees_the_schedule_flag_and_the_environment_is_restored(monkeypatch):
-    seen = []
-
-    def probe(mode):
-        seen.append(os.environ.get("XLA_FLAGS"))
-        return mode == "execute"
-
-    monkeypatch.setattr(ddpg_module, "_mode_works", probe)
-    flag = "--xla_cpu_enable_concurrency_optimized_scheduler"
-    cases = [  # (intra-op threads, XLA_FLAGS before, XLA_FLAGS at the first compilation)
-        (1, None, f"{flag}=false"),
-        (1, "--xla_dump_to=/tmp/d", f"--xla_dump_to=/tmp/d {flag}=false"),
-        (1, f"{flag}=true", f"{flag}=true"),  # the user's own setting is kept
-        (2, None, None),  # several threads per op: XLA's default schedule
-        (2, "--xla_dump_to=/tmp/d", "--xla_dump_to=/tmp/d"),
-    ]
-    for threads, before, during in cases:
-        monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda n=threads: n)
-        if before is None:
-            monkeypatch.delenv("XLA_FLAGS", raising=False)
-        else:
-            monkeypatch.setenv("XLA_FLAGS", before)
-        monkeypatch.setattr(ddpg_module, "_DIRECT_MODE", None)
-        seen.clear()
-        build()  # the agent runs the probe, XLA's first compilation in a fresh process
-        assert seen == [during]
-        assert os.environ.get("XLA_FLAGS") == before
-        assert ddpg_module._DIRECT_MODE == "execute"
-        seen.clear()
-        build()  # once per process
-        assert seen == []
-
-
-_PROBE_SCRIPT = """
-import sys
-import rl.agents.ddpg as ddpg_module
-from conftest import small_models
-from rl.agents import DDPGAgent
-from rl.memory import SequentialMemory
-
-ddpg_module._XLA_CPU_FLAG = sys.argv[1]
-actor, critic, action_in = small_models((2,))
-DDPGAgent(nb_actions=1, actor=actor, critic=critic, critic_action_input=action_in, memory=SequentialMemory(100))
-print("built")
-"""
-
-
-def test_xla_reads_the_schedule_flag_when_the_first_agent_is_built(tmp_path):
-    """The flag must reach XLA itself: in a fresh process with one intra-op thread, a flag name XLA
-    does not know makes its first compilation (the probe the agent runs) stop the process."""
-    env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("XLA_FLAGS", None)
-    tests_dir = os.path.dirname(os.path.abspath(__file__))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [tests_dir, env.get("PYTHONPATH")]))
-    script = tmp_path / "probe.py"
-    script.write_text(_PROBE_SCRIPT)
-    run = [sys.executable, str(script)]
-    unknown = subprocess.run(run + ["xla_keras_rl3_no_such_flag"], env=env, capture_output=True, text=True, timeout=300)
-    assert unknown.returncode != 0 and "built" not in unknown.stdout
-    assert "xla_keras_rl3_no_such_flag" in unknown.stderr
-    real = subprocess.run(run + [ddpg_module._XLA_CPU_FLAG], env=env, capture_output=True, text=True, timeout=300)
-    assert real.returncode == 0 and "built" in real.stdout, real.stderr[-2000:]
+def test_the_library_changes_no_process_wide_setting(monkeypatch):
+    """Building, compiling and training change neither XLA_FLAGS nor TensorFlow's thread counts."""
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    threads = (
+        tf.config.threading.get_intra_op_parallelism_threads(),
+        tf.config.threading.get_inter_op_parallelism_threads(),
+    )
+    env = CountingEnv(terminate_at=10)
+    agent = build(jit_compile=True, nb_steps_warmup_actor=5, nb_steps_warmup_critic=5, batch_size=4)
+    agent.compile("adam")
+    agent.fit(env, nb_steps=20, verbose=0)
+    assert "XLA_FLAGS" not in os.environ
+    assert threads == (
+        tf.config.threading.get_intra_op_parallelism_threads(),
+        tf.config.threading.get_inter_op_parallelism_threads(),
+    )
 
 
 def test_intra_op_threads_reads_the_setting_then_the_environment_then_the_cores(monkeypatch):
@@ -365,20 +292,20 @@ def test_intra_op_threads_reads_the_setting_then_the_environment_then_the_cores(
 
     monkeypatch.setattr(tf.config.threading, "get_intra_op_parallelism_threads", lambda: 0)
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
-    assert ddpg_module._intra_op_threads() == 1
+    assert xla_module.intra_op_threads() == 1
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
-    assert ddpg_module._intra_op_threads() == 3
+    assert xla_module.intra_op_threads() == 3
     cores = len(os.sched_getaffinity(0))
     for unset in ("0", "-1", "many"):  # TensorFlow's default for these: the cores
         monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", unset)
-        assert ddpg_module._intra_op_threads() == cores
+        assert xla_module.intra_op_threads() == cores
     monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
-    assert ddpg_module._intra_op_threads() == cores
+    assert xla_module.intra_op_threads() == cores
     monkeypatch.delattr(os, "sched_getaffinity")
     monkeypatch.setattr(os, "cpu_count", lambda: 7)
-    assert ddpg_module._intra_op_threads() == 7
+    assert xla_module.intra_op_threads() == 7
     monkeypatch.setattr(tf.config.threading, "get_intra_op_parallelism_threads", lambda: 5)
-    assert ddpg_module._intra_op_threads() == 5
+    assert xla_module.intra_op_threads() == 5
 
 
 def test_jit_compile_rejects_bad_values():
@@ -418,7 +345,7 @@ def agent_xla_cannot_compile(jit_compile):
 
 
 def test_auto_jit_falls_back_when_xla_cannot_compile(monkeypatch):
-    monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: True)  # where "auto" picks XLA
+    monkeypatch.setattr(xla_module, "accelerator_visible", lambda: True)  # where "auto" picks XLA
     env, agent = agent_xla_cannot_compile("auto")
     assert agent.jit_compile is True
     with pytest.warns(UserWarning, match="XLA could not compile"):
@@ -427,8 +354,8 @@ def test_auto_jit_falls_back_when_xla_cannot_compile(monkeypatch):
 
 
 def test_auto_jit_on_cpu_only_trains_without_xla(monkeypatch, recwarn):
-    monkeypatch.setattr(ddpg_module, "_accelerator_visible", lambda: False)
-    monkeypatch.setattr(ddpg_module, "_intra_op_threads", lambda: 2)  # small networks: plain TensorFlow
+    monkeypatch.setattr(xla_module, "accelerator_visible", lambda: False)
+    monkeypatch.setattr(xla_module, "intra_op_threads", lambda: 2)  # small networks: plain TensorFlow
     env, agent = agent_xla_cannot_compile("auto")
     agent.fit(env, nb_steps=20, verbose=0)
     assert agent.jit_compile is False and agent.step == 20

@@ -1,0 +1,209 @@
+"""Weight layouts: how a network's weights are held while an agent trains it.
+
+Both layouts have one interface, used by the agents' compiled training steps:
+
+- `variables`: what the optimizer updates; `state`: what a target network copies;
+- `net(inputs, training)`: runs the network on those weights;
+- `soft_update(source, tau)` / `copy_from(source)`: target updates;
+- `pull()` / `push()`: copy the Keras model's own weights in / out (no-ops for `VariableWeights`).
+
+`VariableWeights` uses the model's own Keras variables (any model, any optimizer).
+`FlatWeights` packs a network's small weight arrays into one flat variable: each variable a
+compiled call touches costs a fixed overhead, larger than a small network's whole training step,
+so packing removes most of it. The maths is the same; `flat_layout_fits` says where it is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["FlatWeights", "ParameterWeights", "VariableWeights", "apply_gradients", "flat_layout_fits"]
+
+# Weight arrays at least this large get a variable each in the flat layout: slicing them out of a
+# flat vector copies them on every use, which costs more than a variable's own overhead.
+PACK_MAX_SIZE = 4096
+
+# Keras optimizers whose update is element-wise: on one flat vector they do exactly what they do
+# on the separate weights. `clipnorm` (per variable) is applied per original weight array by
+# `apply_gradients`; `clipvalue` is element-wise and `global_clipnorm` spans all arrays anyway.
+_ELEMENTWISE_OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "Lion", "Ftrl")
+
+
+def flat_layout_fits(models: list[keras.Model], optimizers: list[keras.optimizers.Optimizer]) -> bool:
+    """Whether the flat layout computes exactly what the models' own variables would.
+
+    True when every optimizer is one of Keras' element-wise optimizers without weight-decay
+    exclusions, and every model holds only float32 trainable weights and no non-trainable ones.
+    """
+    for optimizer in optimizers:
+        cls = type(optimizer)
+        if not (cls.__module__.startswith("keras.") and cls.__name__ in _ELEMENTWISE_OPTIMIZERS):
+            return False
+        if getattr(optimizer, "_exclude_from_weight_decay", None) or getattr(
+            optimizer, "_exclude_from_weight_decay_pattern", None
+        ):
+            return False
+    return all(
+        not m.non_trainable_variables and all(v.dtype == "float32" for v in m.trainable_variables) for m in models
+    )
+
+
+class VariableWeights:
+    """A network used through its own Keras variables."""
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+
+    @property
+    def variables(self) -> list:
+        return self.model.trainable_variables
+
+    @property
+    def state(self) -> list:
+        return self.model.weights
+
+    def __call__(self, inputs: Any, training: bool) -> tf.Tensor:
+        return self.model(inputs, training=training)
+
+    def soft_update(self, source: VariableWeights, tau: float) -> None:
+        for t, s in zip(self.state, source.state):
+            t.assign(t * (1.0 - tau) + s * tau)
+
+    def copy_from(self, source: VariableWeights) -> None:
+        for t, s in zip(self.state, source.state):
+            t.assign(s)
+
+    def clip_by_norm(self, grads: list[tf.Tensor], clipnorm: float) -> list[tf.Tensor]:
+        """Clips each original weight array's gradient to norm `clipnorm`, as Keras' `clipnorm` does."""
+        return [_clip_by_norm(g, clipnorm) for g in grads]
+
+    def pull(self) -> None:
+        """Nothing to do: the model's variables are the state."""
+
+    def push(self) -> None:
+        """Nothing to do: the model's variables are the state."""
+
+
+class ParameterWeights(VariableWeights):
+    """A single trained variable that is not a network (e.g. SAC's log entropy coefficient)."""
+
+    def __init__(self, variable: keras.Variable):
+        self.model = None
+        self.variable = variable
+
+    @property
+    def variables(self) -> list:
+        return [self.variable]
+
+    @property
+    def state(self) -> list:
+        return [self.variable]
+
+    def __call__(self, inputs: Any, training: bool) -> tf.Tensor:
+        return self.variable.value
+
+
+class FlatWeights(VariableWeights):
+    """A network trained through variables of its own, its small weight arrays packed into one.
+
+    Arrays of `PACK_MAX_SIZE` elements or more get a variable each. The model's own variables
+    are refreshed by `push` and read back by `pull`.
+    """
+
+    def __init__(self, model: keras.Model, name: str):
+        super().__init__(model)
+        weights = list(model.trainable_variables)
+        self.shapes = [tuple(v.shape) for v in weights]
+        self.packed = [i for i, s in enumerate(self.shapes) if math.prod(s) < PACK_MAX_SIZE]
+        self.unpacked = [i for i in range(len(weights)) if i not in self.packed]
+        self.sizes = [math.prod(self.shapes[i]) for i in self.packed]
+        self.flat = (
+            keras.Variable(np.zeros(sum(self.sizes), np.float32), name=name, dtype="float32") if self.packed else None
+        )
+        self.own = [
+            keras.Variable(np.zeros(self.shapes[i], np.float32), name=f"{name}_{i}", dtype="float32")
+            for i in self.unpacked
+        ]
+
+    @property
+    def variables(self) -> list:
+        return ([self.flat] if self.flat is not None else []) + self.own
+
+    @property
+    def state(self) -> list:
+        return self.variables
+
+    def _values(self) -> list[tf.Tensor]:
+        values: list[Any] = [None] * len(self.shapes)
+        if self.flat is not None:
+            for i, part in zip(self.packed, tf.split(self.flat.value, self.sizes)):
+                values[i] = tf.reshape(part, self.shapes[i])
+        for i, v in zip(self.unpacked, self.own):
+            values[i] = v.value
+        return values
+
+    def __call__(self, inputs: Any, training: bool) -> tf.Tensor:
+        outputs, _ = self.model.stateless_call(self._values(), [], inputs, training=training)
+        return outputs
+
+    def clip_by_norm(self, grads: list[tf.Tensor], clipnorm: float) -> list[tf.Tensor]:
+        out = []
+        if self.flat is not None:
+            parts = tf.split(grads[0], self.sizes)
+            out.append(tf.concat([_clip_by_norm(p, clipnorm) for p in parts], 0))
+            grads = grads[1:]
+        return out + [_clip_by_norm(g, clipnorm) for g in grads]
+
+    def pull(self) -> None:
+        weights = self.model.trainable_variables
+        if self.flat is not None:
+            self.flat.assign(np.concatenate([np.ravel(weights[i].numpy()) for i in self.packed]))
+        for i, v in zip(self.unpacked, self.own):
+            v.assign(weights[i].numpy())
+
+    def push(self) -> None:
+        weights = self.model.trainable_variables
+        if self.flat is not None:
+            values = np.split(self.flat.numpy(), np.cumsum(self.sizes)[:-1])
+            for i, x in zip(self.packed, values):
+                weights[i].assign(x.reshape(self.shapes[i]))
+        for i, v in zip(self.unpacked, self.own):
+            weights[i].assign(v.numpy())
+
+
+def _clip_by_norm(g: tf.Tensor, clipnorm: float) -> tf.Tensor:
+    # Keras' formula (BaseOptimizer._clip_by_norm): g * c / max(||g||, c), with ||0|| = 0.
+    l2sum = tf.reduce_sum(tf.square(g))
+    l2norm = tf.where(l2sum > 0, tf.sqrt(tf.where(l2sum > 0, l2sum, 1.0)), l2sum)
+    return g * clipnorm / tf.maximum(l2norm, clipnorm)
+
+
+def apply_gradients(
+    optimizer: keras.optimizers.Optimizer, loss_grads: list[tf.Tensor], weights: list[VariableWeights]
+) -> None:
+    """Applies gradients (ordered as the `variables` of `weights`, one after another) with `optimizer`.
+
+    An optimizer's `clipnorm` clips each original weight array on its own, also where the flat
+    layout packs several arrays into one variable: the clipping is done here, per array, and the
+    optimizer applies the clipped gradients as they are.
+    """
+    variables = [v for w in weights for v in w.variables]
+    clipnorm = getattr(optimizer, "clipnorm", None)
+    if not clipnorm:
+        optimizer.apply(loss_grads, variables)
+        return
+    clipped, k = [], 0
+    for w in weights:
+        n = len(w.variables)
+        clipped += w.clip_by_norm(loss_grads[k : k + n], clipnorm)
+        k += n
+    optimizer.clipnorm = None  # at trace time: the graph keeps the clipping done above
+    try:
+        optimizer.apply(clipped, variables)
+    finally:
+        optimizer.clipnorm = clipnorm
