@@ -108,11 +108,15 @@ class SACAgent(ActorCriticAgent):
         if target_entropy == "auto":
             self.target_entropy = -float(nb_actions)
         elif isinstance(target_entropy, str):
-            raise ValueError(f"`target_entropy` must be 'auto' or a number. Received: target_entropy={target_entropy!r}")
+            raise ValueError(
+                f"`target_entropy` must be 'auto' or a number. Received: target_entropy={target_entropy!r}"
+            )
         else:
             self.target_entropy = check_number("target_entropy", target_entropy)
         if not (isinstance(log_std_bounds, (tuple, list)) and len(log_std_bounds) == 2):
-            raise ValueError(f"`log_std_bounds` must be a pair (low, high). Received: log_std_bounds={log_std_bounds!r}")
+            raise ValueError(
+                f"`log_std_bounds` must be a pair (low, high). Received: log_std_bounds={log_std_bounds!r}"
+            )
         low = check_number("log_std_bounds[0]", log_std_bounds[0])
         self.log_std_bounds = (low, check_number("log_std_bounds[1]", log_std_bounds[1], low=low, low_inclusive=False))
         nb_steps_warmup = check_int("nb_steps_warmup", nb_steps_warmup, minimum=0)
@@ -222,5 +226,7 @@ def _parse_ent_coef(ent_coef: Any) -> tuple[bool, float]:
                 value = -1.0
             if value > 0 and math.isfinite(value):
                 return True, value
-        raise ValueError(f"`ent_coef` must be 'auto', 'auto_X' with X > 0, or a number > 0. Received: ent_coef={ent_coef!r}")
+        raise ValueError(
+            f"`ent_coef` must be 'auto', 'auto_X' with X > 0, or a number > 0. Received: ent_coef={ent_coef!r}"
+        )
     return False, check_number("ent_coef", ent_coef, low=0.0, low_inclusive=False)
