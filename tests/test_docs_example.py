@@ -87,3 +87,22 @@ def test_weights_round_trip_and_overwrite_rule(example, tmp_path):
     other = example["QLearningAgent"](agent.q.shape[0], agent.q.shape[1])
     other.load_weights(path)
     np.testing.assert_array_equal(other.q, agent.q)
+
+
+DEEP_MARKER = "<!-- example: writing_a_deep_agent -->"
+
+
+def test_deep_agent_example_learns_and_has_only_its_maths():
+    with open(DOC, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    assert lines.count(DEEP_MARKER) == 1
+    start = lines.index(DEEP_MARKER) + 1
+    assert lines[start].strip() == "```python"
+    end = lines.index("```", start + 1)
+    namespace = {"__name__": "docs_deep_example"}
+    exec(compile("\n".join(lines[start + 1 : end]) + "\n", DOC, "exec"), namespace)
+    rewards = namespace["history"].history["episode_reward"]
+    assert len(rewards) == 3 and min(rewards) >= 19.0, rewards
+    agent = namespace["agent"]
+    assert agent.metrics_names == ["critic_loss", "actor_loss"]
+    assert agent.flat_weights and agent.trace_count == 3

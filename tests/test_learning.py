@@ -1,7 +1,7 @@
-"""DDPG really learns: seeded runs that must reach a stated return.
+"""DDPG, TD3 and SAC really learn: seeded runs that must reach a stated return.
 
-The default suite runs the tiny environment and the Pendulum example with seed 0; `pytest -m slow`
-runs the example's full acceptance check (seeds 1 and 2 as well).
+The default suite runs the tiny environment and each Pendulum example with seed 0; `pytest -m slow`
+runs the examples' full acceptance check (seeds 1 and 2 as well).
 """
 
 import gymnasium as gym
@@ -9,7 +9,9 @@ import keras
 import numpy as np
 import pytest
 from conftest import CountingEnv, small_models
-from ddpg_pendulum import main as pendulum_main
+from ddpg_pendulum import main as ddpg_main
+from sac_pendulum import main as sac_main
+from td3_pendulum import main as td3_main
 
 from rl.agents import DDPGAgent
 from rl.memory import SequentialMemory
@@ -44,13 +46,20 @@ def test_learns_to_push_the_action_to_its_bound_on_a_tiny_env():
     assert after >= 19.0, (before, after)
 
 
-def test_pendulum_example_reaches_threshold_seed_0(tmp_path):
-    mean_return = pendulum_main(["--seed", "0", "--verbose", "0", "--weights", str(tmp_path / "w_{}.h5f")])
+EXAMPLES = {"ddpg": ddpg_main, "td3": td3_main, "sac": sac_main}
+
+
+@pytest.mark.parametrize("algo", sorted(EXAMPLES))
+def test_pendulum_example_reaches_threshold_seed_0(algo, tmp_path):
+    main = EXAMPLES[algo]
+    mean_return = main(["--seed", "0", "--verbose", "0", "--weights", str(tmp_path / "w_{}.h5f")])
     assert mean_return >= PENDULUM_THRESHOLD
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("algo", sorted(EXAMPLES))
 @pytest.mark.parametrize("seed", [1, 2])
-def test_pendulum_example_reaches_threshold_other_seeds(seed, tmp_path):
-    mean_return = pendulum_main(["--seed", str(seed), "--verbose", "0", "--weights", str(tmp_path / "w_{}.h5f")])
+def test_pendulum_example_reaches_threshold_other_seeds(algo, seed, tmp_path):
+    main = EXAMPLES[algo]
+    mean_return = main(["--seed", str(seed), "--verbose", "0", "--weights", str(tmp_path / "w_{}.h5f")])
     assert mean_return >= PENDULUM_THRESHOLD

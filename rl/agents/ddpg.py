@@ -13,7 +13,7 @@ from rl.agents.off_policy import ActorCriticAgent, GraphBatch, UpdateStep, huber
 from rl.core import Processor
 from rl.engine import Nets
 from rl.random import RandomProcess
-from rl.util import check_number
+from rl.util import check_int, check_number
 
 __all__ = ["DDPGAgent"]
 
@@ -124,8 +124,8 @@ class DDPGAgent(ActorCriticAgent):
             gamma=gamma,
             batch_size=batch_size,
             warmup={
-                "critic": ("nb_steps_warmup_critic", nb_steps_warmup_critic),
-                "actor": ("nb_steps_warmup_actor", nb_steps_warmup_actor),
+                "critic": check_int("nb_steps_warmup_critic", nb_steps_warmup_critic, minimum=0),
+                "actor": check_int("nb_steps_warmup_actor", nb_steps_warmup_actor, minimum=0),
             },
             train_interval=train_interval,
             memory_interval=memory_interval,

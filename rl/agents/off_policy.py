@@ -83,7 +83,7 @@ class OffPolicyAgent(DeepAgent):
         memory: replay memory, typically `rl.memory.SequentialMemory`.
         gamma: discount factor in `[0, 1]`.
         batch_size: transitions per gradient step, in `[1, memory.limit]`.
-        warmup: `{optimizer group: steps}` before that group trains.
+        warmup: `{optimizer group: steps}`: a group trains from the step after its warm-up.
         train_interval: train every this many steps.
         memory_interval: store every this many steps.
         target_model_update: `< 1`: soft update with this `tau` after each update; `>= 1`: hard
@@ -123,7 +123,7 @@ class OffPolicyAgent(DeepAgent):
             raise ValueError(
                 f"`batch_size` cannot exceed the memory's limit ({limit}). Received: batch_size={batch_size}"
             )
-        self.warmup = {group: check_int(name, n, minimum=0) for group, (name, n) in warmup.items()}
+        self.warmup = {group: check_int(f"warmup[{group!r}]", n, minimum=0) for group, n in warmup.items()}
         self.train_interval = check_int("train_interval", train_interval, minimum=1)
         self.gradient_steps = check_int("gradient_steps", gradient_steps, minimum=1)
         self.memory_interval = check_int("memory_interval", memory_interval, minimum=1)

@@ -132,7 +132,7 @@ class SACAgent(ActorCriticAgent):
             memory=memory,
             gamma=gamma,
             batch_size=batch_size,
-            warmup={g: ("nb_steps_warmup", nb_steps_warmup) for g in groups},
+            warmup={g: nb_steps_warmup for g in groups},
             train_interval=train_interval,
             memory_interval=memory_interval,
             target_model_update=target_model_update,
