@@ -18,7 +18,21 @@ import os
 import re
 import sys
 
-MODULES = ["rl", "rl.core", "rl.agents", "rl.memory", "rl.random", "rl.callbacks", "rl.util"]
+MODULES = [
+    "rl",
+    "rl.core",
+    "rl.agents",
+    "rl.agents.off_policy",
+    "rl.engine",
+    "rl.engine.layout",
+    "rl.engine.fields",
+    "rl.engine.compiled",
+    "rl.engine.xla",
+    "rl.memory",
+    "rl.random",
+    "rl.callbacks",
+    "rl.util",
+]
 DOCS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(DOCS)
 OUTPUT = os.path.join(DOCS, "api.md")
