@@ -454,16 +454,10 @@ class DeepAgent(Agent):
             staged["weights"][role] = self._read_model_weights(role, path)
         for group, opt in self.optimizers.items():
             path = os.path.join(folder, f"{group}_optimizer.npz")
-            values = _read_npz(path, f"the {group} optimizer's state")
-            values = (
-                [values[f"arr_{i}"] for i in range(len(values))]
-                if all(f"arr_{i}" in values for i in range(len(values)))
-                else None
-            )
-            if (
-                values is None
-                or len(values) != len(opt.variables)
-                or any(tuple(v.shape) != tuple(x.shape) for v, x in zip(opt.variables, values))
+            arrays = _read_npz(path, f"the {group} optimizer's state")
+            values = [arrays.get(f"arr_{i}") for i in range(len(opt.variables))]
+            if len(arrays) != len(opt.variables) or any(
+                x is None or tuple(v.shape) != tuple(x.shape) for v, x in zip(opt.variables, values)
             ):
                 raise ValueError(f"The optimizer state {path} does not fit this agent's {group} optimizer.")
             staged["optimizers"][group] = values
