@@ -23,6 +23,7 @@ MODULES = [
     "rl.core",
     "rl.agents",
     "rl.agents.off_policy",
+    "rl.agents.actor_critic",
     "rl.engine",
     "rl.engine.layout",
     "rl.engine.fields",

@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rl.agents.off_policy import ActorCriticAgent, GraphBatch, UpdateStep
+from rl.agents.actor_critic import ActorCriticAgent
+from rl.agents.off_policy import GraphBatch, UpdateStep
 from rl.core import Processor
 from rl.engine import Nets
 from rl.util import check_int, check_number
