@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import shutil
@@ -89,7 +90,13 @@ class Agent:
     A subclass implements `forward(observation) -> action`, `backward(reward, terminal, ...)
     -> metrics`, `compile`, `layers`, `metrics_names`, `save_weights` and `load_weights`; the
     loop does the rest (resets, action repetition, time limits, callbacks, logging, Ctrl-C).
-    See the guide "Writing a new agent".
+    Optional hooks, part of the subclass API: `reset_states`, `_check_env`, `_on_run_begin`,
+    `_on_run_end`, `_end_episode`, `_nonfinite_weights`, and for checkpoints
+    `_save_checkpoint_files` and `_load_checkpoint_files`. See the guide "Writing a new agent".
+
+    The loop copies every observation it hands to `forward` and `backward` (once, after the
+    processor), so an agent may keep them; it refuses non-finite actions before they reach the
+    environment, and observations or rewards that are `None`, not finite, or of the wrong shape.
 
     Args:
         processor: a `Processor` between the agent and the environment. Defaults to `None`.
@@ -176,6 +183,30 @@ class Agent:
     def _on_run_end(self, training: bool) -> None:
         """Called when `fit` or `test` stops, however it stops (also on errors and Ctrl-C)."""
 
+    def _nonfinite_weights(self) -> list[str]:
+        """Names the networks whose weights hold NaN or inf, to explain a non-finite action.
+
+        Called only when `forward` returned a non-finite action, after the run has ended (so after
+        `_on_run_end`: weights kept elsewhere during a run are back in the models). The names are
+        appended to the error. Defaults to the names of the `layers` models with a non-finite
+        weight; override it to name networks by role or to look where your agent keeps them.
+        """
+        try:
+            models = list(self.layers)
+        except NotImplementedError:
+            return []
+        names = []
+        for model in models:
+            get_weights = getattr(model, "get_weights", None)
+            if get_weights is None:
+                continue
+            for w in get_weights():
+                w = np.asarray(w)
+                if w.dtype.kind in "fc" and not np.isfinite(w).all():
+                    names.append(str(getattr(model, "name", type(model).__name__)))
+                    break
+        return names
+
     # ----------------------------------------------------------------- running
     def fit(
         self,
@@ -220,7 +251,12 @@ class Agent:
             `nb_episode_steps` and `nb_steps`.
 
         Raises:
-            ValueError: if the agent is not compiled or an argument is invalid.
+            ValueError: if the agent is not compiled or an argument is invalid; if `forward`
+                returns a non-finite action (the message names the networks with non-finite
+                weights, see `_nonfinite_weights`); if an observation holds NaN or inf or changes
+                shape during the run, or a reward is not finite or not a scalar.
+            TypeError: if the environment does not follow gymnasium's API, or returns (or the
+                processor makes) a `None` observation or a reward that is not a number.
         """
         if not self.compiled:
             raise ValueError("You must call `compile()` before calling `fit()`.")
@@ -275,6 +311,9 @@ class Agent:
 
         Returns:
             A `keras.callbacks.History` with per-episode `episode_reward` and `nb_episode_steps`.
+
+        Raises:
+            ValueError, TypeError: as `fit` does.
         """
         if not self.compiled:
             raise ValueError("You must call `compile()` before calling `test()`.")
@@ -348,6 +387,11 @@ class Agent:
         step_end_logs = cbs.wants("on_step_end")
         want_action_hooks = cbs.wants("on_action_begin") or cbs.wants("on_action_end")
         env_step = env.step
+        # Checks and copies every observation kept beyond its env call, against the run's first one.
+        keep = _ObservationGuard(
+            "the environment" if processor is None else f"{type(processor).__name__}.process_observation"
+        )
+        reward_source = "`env.step()`" if processor is None else f"`{type(processor).__name__}.process_step()`"
 
         self._on_run_begin(training)
         self.training = training
@@ -360,6 +404,7 @@ class Agent:
         episode_step = 0
         episode_reward = 0.0
         did_abort = False
+        bad_action: _NonFiniteAction | None = None
         cbs.on_train_begin()
         try:
             while True:
@@ -375,11 +420,11 @@ class Agent:
                     episode_step = 0
                     episode_reward = 0.0
                     self.reset_states()
-                    observation = self._reset_env(env, reset_seed)
+                    observation = self._reset_env(env, reset_seed, keep, episode)
                     reset_seed = None
                     if nb_max_start_steps:
                         observation = self._start_steps(
-                            env, observation, nb_max_start_steps, start_step_policy, low, high
+                            env, observation, nb_max_start_steps, start_step_policy, low, high, keep, episode
                         )
                     episode_running = True
                     if training:
@@ -387,6 +432,11 @@ class Agent:
 
                 cbs.on_step_begin(episode_step)
                 action = self.forward(observation)
+                if type(action) is np.ndarray:
+                    if action.dtype.kind in "fc" and not _finite_array(action):
+                        raise _NonFiniteAction(action, episode, episode_step, self.step)
+                elif not _all_finite(action):
+                    raise _NonFiniteAction(action, episode, episode_step, self.step)
                 env_action = processor.process_action(action) if processor is not None else action
                 if low is not None:
                     env_action = np.minimum(np.maximum(env_action, low), high)
@@ -403,15 +453,20 @@ class Agent:
                         )
                     if want_action_hooks:
                         cbs.on_action_end(env_action)
-                    reward += r
+                    try:
+                        reward += r
+                    except TypeError:
+                        raise _bad_reward(r, reward_source, episode, episode_step, self.step) from None
                     if terminated or truncated:
                         break
+                if not isinstance(reward, float):  # numpy float32, a 0-d or (1,) array, ...
+                    reward = _as_reward(reward, reward_source, episode, episode_step, self.step)
                 if not math.isfinite(reward):
                     raise ValueError(
                         f"The environment returned a non-finite reward at step {episode_step} of episode "
                         f"{episode} (agent step {self.step}). Received: reward={reward!r}"
                     )
-                _check_finite_observation(next_observation, episode, episode_step)
+                next_observation = keep(next_observation, episode, episode_step)
                 episode_step += 1
                 if nb_max_episode_steps is not None and episode_step >= nb_max_episode_steps and not terminated:
                     truncated = True
@@ -448,27 +503,39 @@ class Agent:
                     episodes_done += 1
         except KeyboardInterrupt:
             did_abort = True
+        except _NonFiniteAction as e:
+            bad_action = e  # raised below, once the run has ended and the weights are back in the models
         finally:
             if episode_running:
                 self._end_episode()
             self.training = False
             self._on_run_end(training)
+        if bad_action is not None:
+            message = f"{type(self).__name__}.forward {bad_action}"
+            names = self._nonfinite_weights()
+            if names:
+                message += f"; non-finite weights in: {', '.join(names)}"
+            raise ValueError(message)
         cbs.on_train_end({"did_abort": did_abort})
         self.history = history
         return history
 
-    def _reset_env(self, env: Any, seed: int | None) -> Any:
+    def _reset_env(self, env: Any, seed: int | None, keep: _ObservationGuard, episode: int) -> Any:
         result = env.reset(seed=seed) if seed is not None else env.reset()
-        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
+        if not (isinstance(result, tuple) and len(result) == 2):
             raise TypeError(
-                "`env.reset()` must return `(observation, info)` as gymnasium environments do; this looks like an "
-                f"old gym environment. Received: env.reset() -> {type(result).__name__}"
+                "`env.reset()` must return `(observation, info)` as gymnasium environments do (old gym "
+                f"environments return the observation alone). Received: env.reset() returned {_short_repr(result)}"
             )
-        observation = result[0]
+        observation, info = result
+        if not isinstance(info, dict):
+            raise TypeError(
+                "`env.reset()` must return `(observation, info)` with `info` a dict, as gymnasium environments "
+                f"do. Received: info={_short_repr(info)}"
+            )
         if self.processor is not None:
             observation = self.processor.process_observation(observation)
-        _check_finite_observation(observation, self.episode, 0)
-        return observation
+        return keep(observation, episode, 0)
 
     @staticmethod
     def _env_step(env_step: Callable, action: Any) -> tuple:
@@ -489,6 +556,8 @@ class Agent:
         policy: Callable[[Any], Any] | None,
         low: Any,
         high: Any,
+        keep: _ObservationGuard,
+        episode: int,
     ) -> Any:
         for _ in range(int(self._run_rng.integers(0, nb_max_start_steps))):
             action = env.action_space.sample() if policy is None else policy(observation)
@@ -499,12 +568,13 @@ class Agent:
             observation, _, terminated, truncated, _ = self._env_step(env.step, action)
             if self.processor is not None:
                 observation = self.processor.process_observation(observation)
+            observation = keep(observation, episode, None)
             if terminated or truncated:
                 warnings.warn(
                     "The environment ended during the random start steps; consider a smaller nb_max_start_steps.",
                     stacklevel=3,
                 )
-                observation = self._reset_env(env, None)
+                observation = self._reset_env(env, None, keep, episode)
                 break
         return observation
 
@@ -595,12 +665,158 @@ class Agent:
         raise NotImplementedError(f"{type(self).__name__} does not support checkpoints.")
 
 
-def _check_finite_observation(observation: Any, episode: int, step: int) -> None:
-    if isinstance(observation, np.ndarray) and observation.dtype.kind == "f" and not np.isfinite(observation).all():
-        raise ValueError(
-            f"The environment returned an observation with NaN or inf at step {step} of episode {episode}. "
-            f"Received: observation={observation!r}"
+class _ObservationGuard:
+    """Checks and copies each observation the loop keeps; one per run.
+
+    An environment may return the same array at every step and update it in place, and a
+    processor may return a view: the loop keeps (and the agent stores) a copy of each observation,
+    made once. The copy is refused when the observation is `None`, holds NaN or inf, or does not
+    have the shape (the structure, for dicts, tuples and lists) of the run's first observation.
+    """
+
+    __slots__ = ("shape", "structure", "source")
+
+    def __init__(self, source: str):
+        self.shape: tuple | None = None  # the first observation's shape, when it was an array
+        self.structure: Any = _UNSET
+        self.source = source
+
+    def __call__(self, observation: Any, episode: int, step: int | None) -> Any:
+        if type(observation) is np.ndarray and observation.shape == self.shape:
+            if observation.dtype.kind in "fc" and not _finite_array(observation):
+                raise _nonfinite_observation(observation, episode, step)
+            return observation.copy()
+        return self._check(observation, episode, step)
+
+    def _check(self, observation: Any, episode: int, step: int | None) -> Any:
+        where = _where(episode, step)
+        if observation is None:
+            raise TypeError(
+                f"`observation` must be an array or a structure of arrays, but {self.source} returned None {where}. "
+                "Received: observation=None"
+            )
+        structure = _structure(observation)
+        if self.structure is _UNSET:
+            self.structure = structure
+            self.shape = observation.shape if type(observation) is np.ndarray else None
+        elif structure != self.structure:
+            raise ValueError(
+                f"The observation's shape changed during the run: the run's first observation had shape "
+                f"{self.structure}, the one {where} has {structure}. Received: observation={_short_repr(observation)}"
+            )
+        if not _all_finite(observation):
+            raise _nonfinite_observation(observation, episode, step)
+        return _copy_observation(observation)
+
+
+_UNSET = object()
+
+
+def _where(episode: int, step: int | None) -> str:
+    if step is None:
+        return f"during the random start steps of episode {episode}"
+    return f"at step {step} of episode {episode}"
+
+
+def _nonfinite_observation(observation: Any, episode: int, step: int | None) -> ValueError:
+    return ValueError(
+        f"The environment returned an observation with NaN or inf {_where(episode, step)}. "
+        f"Received: observation={_short_repr(observation)}"
+    )
+
+
+def _structure(value: Any) -> Any:
+    """The shape of an observation: an array's shape, or the shapes inside a dict, tuple or list."""
+    if isinstance(value, np.ndarray):
+        return value.shape
+    if isinstance(value, dict):
+        return {k: _structure(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        parts = tuple(_structure(v) for v in value)
+        if all(p == () for p in parts):
+            return (len(parts),)  # a list of numbers has the shape of the array it makes
+        return parts
+    return ()  # a number (or another object)
+
+
+def _copy_observation(value: Any) -> Any:
+    """A copy of `value` that later in-place changes to the original do not reach."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, dict):
+        out = copy.copy(value)  # keeps the mapping's type (OrderedDict, ...)
+        for k, v in value.items():
+            out[k] = _copy_observation(v)
+        return out
+    if isinstance(value, tuple):
+        items = [_copy_observation(v) for v in value]
+        return value._make(items) if hasattr(value, "_make") else tuple(items)  # named tuples keep their type
+    if isinstance(value, list):
+        return [_copy_observation(v) for v in value]
+    return value  # numbers and strings cannot change
+
+
+def _finite_array(a: np.ndarray) -> bool:
+    """Whether a float or complex array holds no NaN or inf.
+
+    Exact either way; for the small float arrays of most observations and actions, Python's
+    `math.isfinite` over the values is several times faster than numpy's per-call overhead.
+    """
+    if a.size <= 16 and a.dtype.char in "efd":  # float16, float32, float64
+        return all(map(math.isfinite, a.ravel().tolist()))
+    return bool(np.isfinite(a).all())
+
+
+def _all_finite(value: Any) -> bool:
+    """Whether no float or complex number in `value` (an array, number, or dict/tuple/list of them) is NaN or inf."""
+    if isinstance(value, (bool, int, np.integer, np.bool_, str)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind not in "fc" or _finite_array(value)
+    if isinstance(value, (float, complex, np.floating, np.complexfloating)):
+        return bool(np.isfinite(value))
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    return True
+
+
+class _NonFiniteAction(ValueError):
+    """Raised inside the loop; reported (with the non-finite weights) once the run has ended."""
+
+    def __init__(self, action: Any, episode: int, step: int, agent_step: int):
+        super().__init__(
+            f"returned a non-finite action at step {step} of episode {episode} (agent step {agent_step}); it was "
+            f"not sent to the environment. Received: action={_short_repr(action)}"
         )
+
+
+def _bad_reward(reward: Any, source: str, episode: int, step: int, agent_step: int) -> TypeError:
+    return TypeError(
+        f"The reward must be a number (a Python or numpy scalar), but {source} returned a "
+        f"{type(reward).__name__} at step {step} of episode {episode} (agent step {agent_step}). "
+        f"Received: reward={_short_repr(reward)}"
+    )
+
+
+def _as_reward(reward: Any, source: str, episode: int, step: int, agent_step: int) -> float:
+    """Returns a reward that is not a Python float (numpy scalars, ints, 0-d arrays) as one, or raises."""
+    if isinstance(reward, (int, np.integer, np.floating)):
+        return float(reward)
+    if isinstance(reward, np.ndarray) and reward.dtype.kind in "biuf":
+        if reward.ndim == 0:
+            return float(reward)
+        raise ValueError(
+            f"The reward must be a scalar, but {source} returned an array of shape {reward.shape} at step {step} "
+            f"of episode {episode} (agent step {agent_step}). Received: reward={_short_repr(reward)}"
+        )
+    raise _bad_reward(reward, source, episode, step, agent_step)
+
+
+def _short_repr(value: Any, limit: int = 300) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _env_rng_state(env: Any) -> dict:
