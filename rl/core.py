@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
+import re
 import shutil
 import uuid
 import warnings
@@ -15,12 +17,16 @@ import keras
 import numpy as np
 
 from rl.callbacks import CallbackList, TestLogger, TrainEpisodeLogger, TrainIntervalLogger, Visualizer
-from rl.util import check_int, read_json, write_json_atomic
+from rl.util import check_int, parse_json, read_json, sha256_file, write_json_atomic
 
 __all__ = ["Agent", "Processor"]
 
 _CHECKPOINT_INDEX = "checkpoint.json"
-_CHECKPOINT_FORMAT = 1
+_CHECKPOINT_STATE = "state.json"
+# 2: `state.json` lists the SHA-256 of every file, `checkpoint.json` holds the SHA-256 of `state.json`.
+_CHECKPOINT_FORMAT = 2
+_CHECKPOINT_NAME = re.compile(r"step-[0-9]{12}-[0-9a-f]{8}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class Processor:
@@ -92,7 +98,8 @@ class Agent:
     loop does the rest (resets, action repetition, time limits, callbacks, logging, Ctrl-C).
     Optional hooks, part of the subclass API: `reset_states`, `_check_env`, `_on_run_begin`,
     `_on_run_end`, `_end_episode`, `_nonfinite_weights`, and for checkpoints
-    `_save_checkpoint_files` and `_load_checkpoint_files`. See the guide "Writing a new agent".
+    `_save_checkpoint_files`, `_read_checkpoint_files` and `_apply_checkpoint_files` (or the
+    one-phase `_load_checkpoint_files`). See the guide "Writing a new agent".
 
     The loop copies every observation it hands to `forward` and `backward` (once, after the
     processor), so an agent may keep them; it refuses non-finite actions before they reach the
@@ -584,7 +591,10 @@ class Agent:
 
         The folder keeps one complete checkpoint: a new one is written beside the old in a
         sub-folder, then `checkpoint.json` is switched to it atomically and the old is removed, so
-        a crash at any moment leaves a loadable checkpoint.
+        a crash at any moment leaves a loadable checkpoint. Temporary files and folders that an
+        earlier, killed save left behind are removed too. `state.json` records the SHA-256 of every
+        other file of the sub-folder, and `checkpoint.json` the SHA-256 of `state.json`, so that
+        `load_checkpoint` detects any damaged byte.
 
         Args:
             dirpath: checkpoint folder (created if needed).
@@ -611,20 +621,26 @@ class Agent:
             }
             if env is not None:
                 state["env_rng"] = _env_rng_state(env)
-            write_json_atomic(os.path.join(tmp, "state.json"), state)
-            for entry in os.listdir(tmp):
-                with open(os.path.join(tmp, entry), "rb+") as f:
+            files = _folder_files(tmp)
+            for path in files.values():
+                with open(path, "rb+") as f:
                     os.fsync(f.fileno())
+            state["files"] = {rel: sha256_file(path) for rel, path in files.items()}
+            state_path = os.path.join(tmp, _CHECKPOINT_STATE)
+            write_json_atomic(state_path, state)
+            state_digest = sha256_file(state_path)
             _fsync_dir(tmp)
             os.rename(tmp, final)
             _fsync_dir(dirpath)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        write_json_atomic(os.path.join(dirpath, _CHECKPOINT_INDEX), {"latest": name})
+        write_json_atomic(os.path.join(dirpath, _CHECKPOINT_INDEX), {"latest": name, "state_sha256": state_digest})
         for entry in os.listdir(dirpath):
             path = os.path.join(dirpath, entry)
-            if entry != name and os.path.isdir(path) and (entry.startswith("step-") or entry.endswith(".tmp")):
+            old = _CHECKPOINT_NAME.fullmatch(entry) is not None
+            leftover = entry.startswith(".step-") and entry.endswith(".tmp")  # a save that was killed
+            if entry != name and (old or leftover) and os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
         return final
 
@@ -632,37 +648,227 @@ class Agent:
         """Restores a checkpoint written by `save_checkpoint` (the agent must be built and compiled
         the same way). Pass the environment to restore its RNG states as well.
 
+        All or nothing: every file's SHA-256 and every field the base class owns (format, agent
+        class, `step`, `episode`, the RNG states) are checked, then the agent reads and checks its
+        own files (`_read_checkpoint_files`), and only then is anything changed: the agent's state
+        first (`_apply_checkpoint_files`), then the counters and the RNG states.
+
         Raises:
-            ValueError: if the folder holds no checkpoint, a file is missing or damaged, or the
-                checkpoint was written by another kind of agent or architecture.
+            ValueError: naming the file (and the field), if the folder holds no checkpoint, a file
+                is missing, damaged or hand-edited, or the checkpoint was written by another kind
+                of agent or architecture.
         """
         if not self.compiled:
             raise ValueError("You must call `compile()` before calling `load_checkpoint()`.")
         dirpath = os.fspath(dirpath)
-        index = read_json(os.path.join(dirpath, _CHECKPOINT_INDEX), what="checkpoint index")
-        if not isinstance(index, dict) or "latest" not in index:
-            raise ValueError(f"The checkpoint index is invalid. Received: dirpath={dirpath!r}")
-        folder = os.path.join(dirpath, index["latest"])
-        state = read_json(os.path.join(folder, "state.json"), what="checkpoint state file")
-        if state.get("format") != _CHECKPOINT_FORMAT or state.get("agent") != type(self).__name__:
-            raise ValueError(
-                f"The checkpoint was written by {state.get('agent')!r} (format {state.get('format')}); this agent is "
-                f"{type(self).__name__!r}. Received: dirpath={dirpath!r}"
-            )
-        self._load_checkpoint_files(folder, state["agent_state"])
-        self.step = int(state["step"])
-        self.episode = int(state["episode"])
-        self._rng.bit_generator.state = state["rng"]
-        if env is not None and "env_rng" in state:
-            _set_env_rng_state(env, state["env_rng"])
+        folder, state = _read_checkpoint_state(dirpath, type(self).__name__)
+        rng_state = _checked_rng_state(state, "rng", type(self._rng.bit_generator), folder)
+        env_rng = _checked_env_rng_state(state, env, folder)
+        _verify_files(folder, state["files"])
+        staged = self._read_checkpoint_files(folder, state["agent_state"])
+        # Everything is checked: from here on nothing can fail on the checkpoint's contents.
+        self._apply_checkpoint_files(staged)
+        self.step = state["step"]
+        self.episode = state["episode"]
+        self._rng.bit_generator.state = rng_state
+        if env is not None:
+            _set_env_rng_state(env, env_rng)
 
     def _save_checkpoint_files(self, folder: str) -> dict:
-        """Writes the agent's own files into `folder`; returns JSON-compatible extra state."""
+        """Writes the agent's own files into `folder`; returns JSON-compatible extra state (a dict)."""
         raise NotImplementedError(f"{type(self).__name__} does not support checkpoints.")
 
+    def _read_checkpoint_files(self, folder: str, state: dict) -> Any:
+        """Reads and checks everything `_save_checkpoint_files` wrote, changing nothing.
+
+        The first phase of `load_checkpoint`: read every file of `folder` the agent needs and check
+        it against the agent (shapes, counts, configuration), together with `state`, the dict
+        `_save_checkpoint_files` returned. The files' checksums were verified already.
+
+        Returns:
+            Whatever `_apply_checkpoint_files` needs to restore the agent. Defaults to
+            `(folder, state)`, for agents that only implement `_load_checkpoint_files`.
+
+        Raises:
+            ValueError: naming the file and the field, if anything does not fit the agent.
+        """
+        return folder, state
+
+    def _apply_checkpoint_files(self, staged: Any) -> None:
+        """Restores the agent from what `_read_checkpoint_files` returned: the second phase of
+        `load_checkpoint`, which must not fail on checked data. Defaults to
+        `_load_checkpoint_files(folder, state)`."""
+        folder, state = staged
+        self._load_checkpoint_files(folder, state)
+
     def _load_checkpoint_files(self, folder: str, state: dict) -> None:
-        """Restores what `_save_checkpoint_files` wrote."""
+        """Restores what `_save_checkpoint_files` wrote, in one phase (see `_read_checkpoint_files`
+        and `_apply_checkpoint_files` for a load that changes nothing when it fails)."""
         raise NotImplementedError(f"{type(self).__name__} does not support checkpoints.")
+
+
+def _folder_files(folder: str) -> dict[str, str]:
+    """Every file under `folder` but `state.json`: {path relative to `folder`, with "/": path}."""
+    files = {}
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, folder).replace(os.sep, "/")
+            if rel != _CHECKPOINT_STATE:
+                files[rel] = path
+    return files
+
+
+def _read_checkpoint_state(dirpath: str, agent_class: str) -> tuple[str, dict]:
+    """Reads `checkpoint.json` and the `state.json` it names; checks both (but not the other files)."""
+    index_path = os.path.join(dirpath, _CHECKPOINT_INDEX)
+    index = read_json(index_path, what="checkpoint index")
+
+    def bad_index(field: str, expected: str, value: Any) -> ValueError:
+        return ValueError(
+            f"The checkpoint index is invalid: `{field}` must be {expected}. "
+            f"Received: {field}={_short_repr(value)} in filepath={index_path!r}"
+        )
+
+    if not isinstance(index, dict):
+        raise ValueError(
+            f"The checkpoint index is invalid: it must hold a JSON object. Received: {_short_repr(index)} "
+            f"in filepath={index_path!r}"
+        )
+    latest = index.get("latest")
+    if not isinstance(latest, str) or not _CHECKPOINT_NAME.fullmatch(latest):
+        raise bad_index("latest", "the name of a checkpoint sub-folder, such as 'step-000000001000-1a2b3c4d'", latest)
+    digest = index.get("state_sha256")
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+        raise bad_index("state_sha256", "a SHA-256 in hexadecimal (checkpoints of format 2 and later)", digest)
+    folder = os.path.join(dirpath, latest)
+    if not os.path.isdir(folder):
+        raise ValueError(
+            f"The checkpoint sub-folder named by the checkpoint index does not exist. Received: latest={latest!r} "
+            f"in filepath={index_path!r}"
+        )
+    state_path = os.path.join(folder, _CHECKPOINT_STATE)
+    if not os.path.isfile(state_path):
+        raise ValueError(f"The checkpoint state file does not exist. Received: filepath={state_path!r}")
+    with open(state_path, "rb") as f:
+        data = f.read()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ValueError(
+            f"The checkpoint state file is damaged: its SHA-256 differs from the one recorded in {index_path!r} "
+            f"(one of the two files was changed). Received: filepath={state_path!r}"
+        )
+    state = parse_json(data, state_path, what="checkpoint state file")
+
+    def bad(field: str, expected: str, value: Any) -> ValueError:
+        return ValueError(
+            f"The checkpoint state file is invalid: `{field}` must be {expected}. "
+            f"Received: {field}={_short_repr(value)} in filepath={state_path!r}"
+        )
+
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"The checkpoint state file is invalid: it must hold a JSON object. Received: {_short_repr(state)} "
+            f"in filepath={state_path!r}"
+        )
+    for key in ("format", "agent", "step", "episode", "rng", "agent_state", "files"):
+        if key not in state:
+            raise ValueError(f"The checkpoint state file lacks `{key}`. Received: filepath={state_path!r}")
+    if type(state["format"]) is not int or state["format"] != _CHECKPOINT_FORMAT:
+        raise bad("format", f"{_CHECKPOINT_FORMAT} (checkpoints of another version of keras-rl3)", state["format"])
+    if state["agent"] != agent_class:
+        raise ValueError(
+            f"The checkpoint was written by {state['agent']!r}; this agent is {agent_class!r}. "
+            f"Received: filepath={state_path!r}"
+        )
+    for key in ("step", "episode"):
+        value = state[key]
+        if type(value) is not int or value < 0:
+            raise bad(key, "a non-negative integer", value)
+    if not isinstance(state["agent_state"], dict):
+        raise bad("agent_state", "a JSON object", state["agent_state"])
+    files = state["files"]
+    if not isinstance(files, dict):
+        raise bad("files", "a JSON object of {file name: SHA-256}", files)
+    for rel, file_digest in files.items():
+        parts = rel.split("/")
+        if rel == _CHECKPOINT_STATE or rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
+            raise bad("files", "relative names of files inside the sub-folder", rel)
+        if not isinstance(file_digest, str) or not _SHA256.fullmatch(file_digest):
+            raise bad(f"files[{rel!r}]", "a SHA-256 in hexadecimal", file_digest)
+    if "env_rng" in state and not isinstance(state["env_rng"], dict):
+        raise bad("env_rng", "a JSON object", state["env_rng"])
+    return folder, state
+
+
+def _checked_rng_state(state: dict, field: str, bit_generator: type, folder: str) -> dict:
+    """Returns `state[field]` if a fresh `bit_generator` accepts it as its state, else raises."""
+    value = _lookup(state, field)
+    try:
+        if not isinstance(value, dict):
+            raise TypeError("not a JSON object")
+        bit_generator().state = value  # a throwaway generator: nothing of the agent changes
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
+        raise ValueError(
+            f"The checkpoint state file is invalid: `{field}` is not a {bit_generator.__name__} state ({e}). "
+            f"Received: {field}={_short_repr(value)} in filepath={os.path.join(folder, _CHECKPOINT_STATE)!r}"
+        ) from e
+    return value
+
+
+def _lookup(state: dict, field: str) -> Any:
+    value: Any = state
+    for key in field.split("."):
+        value = value[key]
+    return value
+
+
+def _checked_env_rng_state(state: dict, env: Any, folder: str) -> dict:
+    """Checks `env_rng` (when present) and, with `env`, that the environment has those generators."""
+    saved = state.get("env_rng", {})
+    state_path = os.path.join(folder, _CHECKPOINT_STATE)
+    unknown = set(saved) - {"env", "action_space"}
+    if unknown:
+        raise ValueError(
+            "The checkpoint state file is invalid: `env_rng` holds only 'env' and 'action_space'. "
+            f"Received: env_rng keys {sorted(unknown)} in filepath={state_path!r}"
+        )
+    generators = {
+        "env": getattr(env, "np_random", None),
+        "action_space": getattr(getattr(env, "action_space", None), "np_random", None),
+    }
+    for key in saved:
+        field = f"env_rng.{key}"
+        generator = generators[key]
+        if env is not None:
+            if not isinstance(generator, np.random.Generator):
+                what = "env.np_random" if key == "env" else "env.action_space.np_random"
+                raise ValueError(
+                    f"The checkpoint holds the state of the environment's {what}, but this environment has no such "
+                    f"numpy Generator. Received: env={env!r}"
+                )
+            _checked_rng_state(state, field, type(generator.bit_generator), folder)
+        else:
+            value = saved[key]
+            name = value.get("bit_generator") if isinstance(value, dict) else None
+            bit_generator = getattr(np.random, name, None) if isinstance(name, str) else None
+            if not (isinstance(bit_generator, type) and issubclass(bit_generator, np.random.BitGenerator)):
+                bit_generator = np.random.PCG64
+            _checked_rng_state(state, field, bit_generator, folder)
+    return saved if env is not None else {}
+
+
+def _verify_files(folder: str, files: dict[str, str]) -> None:
+    """Checks that every file `state.json` lists is there with the SHA-256 recorded for it."""
+    for rel, digest in files.items():
+        path = os.path.join(folder, *rel.split("/"))
+        if not os.path.isfile(path):
+            raise ValueError(f"The checkpoint lacks one of its files. Received: filepath={path!r}")
+        if sha256_file(path) != digest:
+            raise ValueError(
+                "A checkpoint file is damaged: its SHA-256 differs from the one recorded in state.json. "
+                f"Received: filepath={path!r}"
+            )
 
 
 class _ObservationGuard:
