@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
 import os
+import re
 import shutil
 import uuid
 import warnings
@@ -14,12 +17,16 @@ import keras
 import numpy as np
 
 from rl.callbacks import CallbackList, TestLogger, TrainEpisodeLogger, TrainIntervalLogger, Visualizer
-from rl.util import check_int, read_json, write_json_atomic
+from rl.util import check_int, parse_json, read_json, sha256_file, write_json_atomic
 
 __all__ = ["Agent", "Processor"]
 
 _CHECKPOINT_INDEX = "checkpoint.json"
-_CHECKPOINT_FORMAT = 1
+_CHECKPOINT_STATE = "state.json"
+# 2: `state.json` lists the SHA-256 of every file, `checkpoint.json` holds the SHA-256 of `state.json`.
+_CHECKPOINT_FORMAT = 2
+_CHECKPOINT_NAME = re.compile(r"step-[0-9]{12}-[0-9a-f]{8}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class Processor:
@@ -89,7 +96,14 @@ class Agent:
     A subclass implements `forward(observation) -> action`, `backward(reward, terminal, ...)
     -> metrics`, `compile`, `layers`, `metrics_names`, `save_weights` and `load_weights`; the
     loop does the rest (resets, action repetition, time limits, callbacks, logging, Ctrl-C).
-    See the guide "Writing a new agent".
+    Optional hooks, part of the subclass API: `reset_states`, `_check_env`, `_on_run_begin`,
+    `_on_run_end`, `_end_episode`, `_nonfinite_weights`, and for checkpoints
+    `_save_checkpoint_files`, `_read_checkpoint_files` and `_apply_checkpoint_files` (or the
+    one-phase `_load_checkpoint_files`). See the guide "Writing a new agent".
+
+    The loop copies every observation it hands to `forward` and `backward` (once, after the
+    processor), so an agent may keep them; it refuses non-finite actions before they reach the
+    environment, and observations or rewards that are `None`, not finite, or of the wrong shape.
 
     Args:
         processor: a `Processor` between the agent and the environment. Defaults to `None`.
@@ -176,6 +190,30 @@ class Agent:
     def _on_run_end(self, training: bool) -> None:
         """Called when `fit` or `test` stops, however it stops (also on errors and Ctrl-C)."""
 
+    def _nonfinite_weights(self) -> list[str]:
+        """Names the networks whose weights hold NaN or inf, to explain a non-finite action.
+
+        Called only when `forward` returned a non-finite action, after the run has ended (so after
+        `_on_run_end`: weights kept elsewhere during a run are back in the models). The names are
+        appended to the error. Defaults to the names of the `layers` models with a non-finite
+        weight; override it to name networks by role or to look where your agent keeps them.
+        """
+        try:
+            models = list(self.layers)
+        except NotImplementedError:
+            return []
+        names = []
+        for model in models:
+            get_weights = getattr(model, "get_weights", None)
+            if get_weights is None:
+                continue
+            for w in get_weights():
+                w = np.asarray(w)
+                if w.dtype.kind in "fc" and not np.isfinite(w).all():
+                    names.append(str(getattr(model, "name", type(model).__name__)))
+                    break
+        return names
+
     # ----------------------------------------------------------------- running
     def fit(
         self,
@@ -220,7 +258,12 @@ class Agent:
             `nb_episode_steps` and `nb_steps`.
 
         Raises:
-            ValueError: if the agent is not compiled or an argument is invalid.
+            ValueError: if the agent is not compiled or an argument is invalid; if `forward`
+                returns a non-finite action (the message names the networks with non-finite
+                weights, see `_nonfinite_weights`); if an observation holds NaN or inf or changes
+                shape during the run, or a reward is not finite or not a scalar.
+            TypeError: if the environment does not follow gymnasium's API, or returns (or the
+                processor makes) a `None` observation or a reward that is not a number.
         """
         if not self.compiled:
             raise ValueError("You must call `compile()` before calling `fit()`.")
@@ -275,6 +318,9 @@ class Agent:
 
         Returns:
             A `keras.callbacks.History` with per-episode `episode_reward` and `nb_episode_steps`.
+
+        Raises:
+            ValueError, TypeError: as `fit` does.
         """
         if not self.compiled:
             raise ValueError("You must call `compile()` before calling `test()`.")
@@ -348,6 +394,11 @@ class Agent:
         step_end_logs = cbs.wants("on_step_end")
         want_action_hooks = cbs.wants("on_action_begin") or cbs.wants("on_action_end")
         env_step = env.step
+        # Checks and copies every observation kept beyond its env call, against the run's first one.
+        keep = _ObservationGuard(
+            "the environment" if processor is None else f"{type(processor).__name__}.process_observation"
+        )
+        reward_source = "`env.step()`" if processor is None else f"`{type(processor).__name__}.process_step()`"
 
         self._on_run_begin(training)
         self.training = training
@@ -360,6 +411,7 @@ class Agent:
         episode_step = 0
         episode_reward = 0.0
         did_abort = False
+        bad_action: _NonFiniteAction | None = None
         cbs.on_train_begin()
         try:
             while True:
@@ -375,11 +427,11 @@ class Agent:
                     episode_step = 0
                     episode_reward = 0.0
                     self.reset_states()
-                    observation = self._reset_env(env, reset_seed)
+                    observation = self._reset_env(env, reset_seed, keep, episode)
                     reset_seed = None
                     if nb_max_start_steps:
                         observation = self._start_steps(
-                            env, observation, nb_max_start_steps, start_step_policy, low, high
+                            env, observation, nb_max_start_steps, start_step_policy, low, high, keep, episode
                         )
                     episode_running = True
                     if training:
@@ -387,6 +439,11 @@ class Agent:
 
                 cbs.on_step_begin(episode_step)
                 action = self.forward(observation)
+                if type(action) is np.ndarray:
+                    if action.dtype.kind in "fc" and not _finite_array(action):
+                        raise _NonFiniteAction(action, episode, episode_step, self.step)
+                elif not _all_finite(action):
+                    raise _NonFiniteAction(action, episode, episode_step, self.step)
                 env_action = processor.process_action(action) if processor is not None else action
                 if low is not None:
                     env_action = np.minimum(np.maximum(env_action, low), high)
@@ -403,15 +460,20 @@ class Agent:
                         )
                     if want_action_hooks:
                         cbs.on_action_end(env_action)
-                    reward += r
+                    try:
+                        reward += r
+                    except TypeError:
+                        raise _bad_reward(r, reward_source, episode, episode_step, self.step) from None
                     if terminated or truncated:
                         break
+                if not isinstance(reward, float):  # numpy float32, a 0-d or (1,) array, ...
+                    reward = _as_reward(reward, reward_source, episode, episode_step, self.step)
                 if not math.isfinite(reward):
                     raise ValueError(
                         f"The environment returned a non-finite reward at step {episode_step} of episode "
                         f"{episode} (agent step {self.step}). Received: reward={reward!r}"
                     )
-                _check_finite_observation(next_observation, episode, episode_step)
+                next_observation = keep(next_observation, episode, episode_step)
                 episode_step += 1
                 if nb_max_episode_steps is not None and episode_step >= nb_max_episode_steps and not terminated:
                     truncated = True
@@ -448,27 +510,39 @@ class Agent:
                     episodes_done += 1
         except KeyboardInterrupt:
             did_abort = True
+        except _NonFiniteAction as e:
+            bad_action = e  # raised below, once the run has ended and the weights are back in the models
         finally:
             if episode_running:
                 self._end_episode()
             self.training = False
             self._on_run_end(training)
+        if bad_action is not None:
+            message = f"{type(self).__name__}.forward {bad_action}"
+            names = self._nonfinite_weights()
+            if names:
+                message += f"; non-finite weights in: {', '.join(names)}"
+            raise ValueError(message)
         cbs.on_train_end({"did_abort": did_abort})
         self.history = history
         return history
 
-    def _reset_env(self, env: Any, seed: int | None) -> Any:
+    def _reset_env(self, env: Any, seed: int | None, keep: _ObservationGuard, episode: int) -> Any:
         result = env.reset(seed=seed) if seed is not None else env.reset()
-        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
+        if not (isinstance(result, tuple) and len(result) == 2):
             raise TypeError(
-                "`env.reset()` must return `(observation, info)` as gymnasium environments do; this looks like an "
-                f"old gym environment. Received: env.reset() -> {type(result).__name__}"
+                "`env.reset()` must return `(observation, info)` as gymnasium environments do (old gym "
+                f"environments return the observation alone). Received: env.reset() returned {_short_repr(result)}"
             )
-        observation = result[0]
+        observation, info = result
+        if not isinstance(info, dict):
+            raise TypeError(
+                "`env.reset()` must return `(observation, info)` with `info` a dict, as gymnasium environments "
+                f"do. Received: info={_short_repr(info)}"
+            )
         if self.processor is not None:
             observation = self.processor.process_observation(observation)
-        _check_finite_observation(observation, self.episode, 0)
-        return observation
+        return keep(observation, episode, 0)
 
     @staticmethod
     def _env_step(env_step: Callable, action: Any) -> tuple:
@@ -489,6 +563,8 @@ class Agent:
         policy: Callable[[Any], Any] | None,
         low: Any,
         high: Any,
+        keep: _ObservationGuard,
+        episode: int,
     ) -> Any:
         for _ in range(int(self._run_rng.integers(0, nb_max_start_steps))):
             action = env.action_space.sample() if policy is None else policy(observation)
@@ -499,12 +575,13 @@ class Agent:
             observation, _, terminated, truncated, _ = self._env_step(env.step, action)
             if self.processor is not None:
                 observation = self.processor.process_observation(observation)
+            observation = keep(observation, episode, None)
             if terminated or truncated:
                 warnings.warn(
                     "The environment ended during the random start steps; consider a smaller nb_max_start_steps.",
                     stacklevel=3,
                 )
-                observation = self._reset_env(env, None)
+                observation = self._reset_env(env, None, keep, episode)
                 break
         return observation
 
@@ -514,7 +591,10 @@ class Agent:
 
         The folder keeps one complete checkpoint: a new one is written beside the old in a
         sub-folder, then `checkpoint.json` is switched to it atomically and the old is removed, so
-        a crash at any moment leaves a loadable checkpoint.
+        a crash at any moment leaves a loadable checkpoint. Temporary files and folders that an
+        earlier, killed save left behind are removed too. `state.json` records the SHA-256 of every
+        other file of the sub-folder, and `checkpoint.json` the SHA-256 of `state.json`, so that
+        `load_checkpoint` detects any damaged byte.
 
         Args:
             dirpath: checkpoint folder (created if needed).
@@ -541,20 +621,26 @@ class Agent:
             }
             if env is not None:
                 state["env_rng"] = _env_rng_state(env)
-            write_json_atomic(os.path.join(tmp, "state.json"), state)
-            for entry in os.listdir(tmp):
-                with open(os.path.join(tmp, entry), "rb+") as f:
+            files = _folder_files(tmp)
+            for path in files.values():
+                with open(path, "rb+") as f:
                     os.fsync(f.fileno())
+            state["files"] = {rel: sha256_file(path) for rel, path in files.items()}
+            state_path = os.path.join(tmp, _CHECKPOINT_STATE)
+            write_json_atomic(state_path, state)
+            state_digest = sha256_file(state_path)
             _fsync_dir(tmp)
             os.rename(tmp, final)
             _fsync_dir(dirpath)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        write_json_atomic(os.path.join(dirpath, _CHECKPOINT_INDEX), {"latest": name})
+        write_json_atomic(os.path.join(dirpath, _CHECKPOINT_INDEX), {"latest": name, "state_sha256": state_digest})
         for entry in os.listdir(dirpath):
             path = os.path.join(dirpath, entry)
-            if entry != name and os.path.isdir(path) and (entry.startswith("step-") or entry.endswith(".tmp")):
+            old = _CHECKPOINT_NAME.fullmatch(entry) is not None
+            leftover = entry.startswith(".step-") and entry.endswith(".tmp")  # a save that was killed
+            if entry != name and (old or leftover) and os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
         return final
 
@@ -562,45 +648,381 @@ class Agent:
         """Restores a checkpoint written by `save_checkpoint` (the agent must be built and compiled
         the same way). Pass the environment to restore its RNG states as well.
 
+        All or nothing: every file's SHA-256 and every field the base class owns (format, agent
+        class, `step`, `episode`, the RNG states) are checked, then the agent reads and checks its
+        own files (`_read_checkpoint_files`), and only then is anything changed: the agent's state
+        first (`_apply_checkpoint_files`), then the counters and the RNG states.
+
         Raises:
-            ValueError: if the folder holds no checkpoint, a file is missing or damaged, or the
-                checkpoint was written by another kind of agent or architecture.
+            ValueError: naming the file (and the field), if the folder holds no checkpoint, a file
+                is missing, damaged or hand-edited, or the checkpoint was written by another kind
+                of agent or architecture.
         """
         if not self.compiled:
             raise ValueError("You must call `compile()` before calling `load_checkpoint()`.")
         dirpath = os.fspath(dirpath)
-        index = read_json(os.path.join(dirpath, _CHECKPOINT_INDEX), what="checkpoint index")
-        if not isinstance(index, dict) or "latest" not in index:
-            raise ValueError(f"The checkpoint index is invalid. Received: dirpath={dirpath!r}")
-        folder = os.path.join(dirpath, index["latest"])
-        state = read_json(os.path.join(folder, "state.json"), what="checkpoint state file")
-        if state.get("format") != _CHECKPOINT_FORMAT or state.get("agent") != type(self).__name__:
-            raise ValueError(
-                f"The checkpoint was written by {state.get('agent')!r} (format {state.get('format')}); this agent is "
-                f"{type(self).__name__!r}. Received: dirpath={dirpath!r}"
-            )
-        self._load_checkpoint_files(folder, state["agent_state"])
-        self.step = int(state["step"])
-        self.episode = int(state["episode"])
-        self._rng.bit_generator.state = state["rng"]
-        if env is not None and "env_rng" in state:
-            _set_env_rng_state(env, state["env_rng"])
+        folder, state = _read_checkpoint_state(dirpath, type(self).__name__)
+        rng_state = _checked_rng_state(state, "rng", type(self._rng.bit_generator), folder)
+        env_rng = _checked_env_rng_state(state, env, folder)
+        _verify_files(folder, state["files"])
+        staged = self._read_checkpoint_files(folder, state["agent_state"])
+        # Everything is checked: from here on nothing can fail on the checkpoint's contents.
+        self._apply_checkpoint_files(staged)
+        self.step = state["step"]
+        self.episode = state["episode"]
+        self._rng.bit_generator.state = rng_state
+        if env is not None:
+            _set_env_rng_state(env, env_rng)
 
     def _save_checkpoint_files(self, folder: str) -> dict:
-        """Writes the agent's own files into `folder`; returns JSON-compatible extra state."""
+        """Writes the agent's own files into `folder`; returns JSON-compatible extra state (a dict)."""
         raise NotImplementedError(f"{type(self).__name__} does not support checkpoints.")
+
+    def _read_checkpoint_files(self, folder: str, state: dict) -> Any:
+        """Reads and checks everything `_save_checkpoint_files` wrote, changing nothing.
+
+        The first phase of `load_checkpoint`: read every file of `folder` the agent needs and check
+        it against the agent (shapes, counts, configuration), together with `state`, the dict
+        `_save_checkpoint_files` returned. The files' checksums were verified already.
+
+        Returns:
+            Whatever `_apply_checkpoint_files` needs to restore the agent. Defaults to
+            `(folder, state)`, for agents that only implement `_load_checkpoint_files`.
+
+        Raises:
+            ValueError: naming the file and the field, if anything does not fit the agent.
+        """
+        return folder, state
+
+    def _apply_checkpoint_files(self, staged: Any) -> None:
+        """Restores the agent from what `_read_checkpoint_files` returned: the second phase of
+        `load_checkpoint`, which must not fail on checked data. Defaults to
+        `_load_checkpoint_files(folder, state)`."""
+        folder, state = staged
+        self._load_checkpoint_files(folder, state)
 
     def _load_checkpoint_files(self, folder: str, state: dict) -> None:
-        """Restores what `_save_checkpoint_files` wrote."""
+        """Restores what `_save_checkpoint_files` wrote, in one phase (see `_read_checkpoint_files`
+        and `_apply_checkpoint_files` for a load that changes nothing when it fails)."""
         raise NotImplementedError(f"{type(self).__name__} does not support checkpoints.")
 
 
-def _check_finite_observation(observation: Any, episode: int, step: int) -> None:
-    if isinstance(observation, np.ndarray) and observation.dtype.kind == "f" and not np.isfinite(observation).all():
-        raise ValueError(
-            f"The environment returned an observation with NaN or inf at step {step} of episode {episode}. "
-            f"Received: observation={observation!r}"
+def _folder_files(folder: str) -> dict[str, str]:
+    """Every file under `folder` but `state.json`: {path relative to `folder`, with "/": path}."""
+    files = {}
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, folder).replace(os.sep, "/")
+            if rel != _CHECKPOINT_STATE:
+                files[rel] = path
+    return files
+
+
+def _read_checkpoint_state(dirpath: str, agent_class: str) -> tuple[str, dict]:
+    """Reads `checkpoint.json` and the `state.json` it names; checks both (but not the other files)."""
+    index_path = os.path.join(dirpath, _CHECKPOINT_INDEX)
+    index = read_json(index_path, what="checkpoint index")
+
+    def bad_index(field: str, expected: str, value: Any) -> ValueError:
+        return ValueError(
+            f"The checkpoint index is invalid: `{field}` must be {expected}. "
+            f"Received: {field}={_short_repr(value)} in filepath={index_path!r}"
         )
+
+    if not isinstance(index, dict):
+        raise ValueError(
+            f"The checkpoint index is invalid: it must hold a JSON object. Received: {_short_repr(index)} "
+            f"in filepath={index_path!r}"
+        )
+    latest = index.get("latest")
+    if not isinstance(latest, str) or not _CHECKPOINT_NAME.fullmatch(latest):
+        raise bad_index("latest", "the name of a checkpoint sub-folder, such as 'step-000000001000-1a2b3c4d'", latest)
+    digest = index.get("state_sha256")
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+        raise bad_index("state_sha256", "a SHA-256 in hexadecimal (checkpoints of format 2 and later)", digest)
+    folder = os.path.join(dirpath, latest)
+    if not os.path.isdir(folder):
+        raise ValueError(
+            f"The checkpoint sub-folder named by the checkpoint index does not exist. Received: latest={latest!r} "
+            f"in filepath={index_path!r}"
+        )
+    state_path = os.path.join(folder, _CHECKPOINT_STATE)
+    if not os.path.isfile(state_path):
+        raise ValueError(f"The checkpoint state file does not exist. Received: filepath={state_path!r}")
+    with open(state_path, "rb") as f:
+        data = f.read()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ValueError(
+            f"The checkpoint state file is damaged: its SHA-256 differs from the one recorded in {index_path!r} "
+            f"(one of the two files was changed). Received: filepath={state_path!r}"
+        )
+    state = parse_json(data, state_path, what="checkpoint state file")
+
+    def bad(field: str, expected: str, value: Any) -> ValueError:
+        return ValueError(
+            f"The checkpoint state file is invalid: `{field}` must be {expected}. "
+            f"Received: {field}={_short_repr(value)} in filepath={state_path!r}"
+        )
+
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"The checkpoint state file is invalid: it must hold a JSON object. Received: {_short_repr(state)} "
+            f"in filepath={state_path!r}"
+        )
+    for key in ("format", "agent", "step", "episode", "rng", "agent_state", "files"):
+        if key not in state:
+            raise ValueError(f"The checkpoint state file lacks `{key}`. Received: filepath={state_path!r}")
+    if type(state["format"]) is not int or state["format"] != _CHECKPOINT_FORMAT:
+        raise bad("format", f"{_CHECKPOINT_FORMAT} (checkpoints of another version of keras-rl3)", state["format"])
+    if state["agent"] != agent_class:
+        raise ValueError(
+            f"The checkpoint was written by {state['agent']!r}; this agent is {agent_class!r}. "
+            f"Received: filepath={state_path!r}"
+        )
+    for key in ("step", "episode"):
+        value = state[key]
+        if type(value) is not int or value < 0:
+            raise bad(key, "a non-negative integer", value)
+    if not isinstance(state["agent_state"], dict):
+        raise bad("agent_state", "a JSON object", state["agent_state"])
+    files = state["files"]
+    if not isinstance(files, dict):
+        raise bad("files", "a JSON object of {file name: SHA-256}", files)
+    for rel, file_digest in files.items():
+        parts = rel.split("/")
+        if rel == _CHECKPOINT_STATE or rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
+            raise bad("files", "relative names of files inside the sub-folder", rel)
+        if not isinstance(file_digest, str) or not _SHA256.fullmatch(file_digest):
+            raise bad(f"files[{rel!r}]", "a SHA-256 in hexadecimal", file_digest)
+    if "env_rng" in state and not isinstance(state["env_rng"], dict):
+        raise bad("env_rng", "a JSON object", state["env_rng"])
+    return folder, state
+
+
+def _checked_rng_state(state: dict, field: str, bit_generator: type, folder: str) -> dict:
+    """Returns `state[field]` if a fresh `bit_generator` accepts it as its state, else raises."""
+    value = _lookup(state, field)
+    try:
+        if not isinstance(value, dict):
+            raise TypeError("not a JSON object")
+        bit_generator().state = value  # a throwaway generator: nothing of the agent changes
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
+        raise ValueError(
+            f"The checkpoint state file is invalid: `{field}` is not a {bit_generator.__name__} state ({e}). "
+            f"Received: {field}={_short_repr(value)} in filepath={os.path.join(folder, _CHECKPOINT_STATE)!r}"
+        ) from e
+    return value
+
+
+def _lookup(state: dict, field: str) -> Any:
+    value: Any = state
+    for key in field.split("."):
+        value = value[key]
+    return value
+
+
+def _checked_env_rng_state(state: dict, env: Any, folder: str) -> dict:
+    """Checks `env_rng` (when present) and, with `env`, that the environment has those generators."""
+    saved = state.get("env_rng", {})
+    state_path = os.path.join(folder, _CHECKPOINT_STATE)
+    unknown = set(saved) - {"env", "action_space"}
+    if unknown:
+        raise ValueError(
+            "The checkpoint state file is invalid: `env_rng` holds only 'env' and 'action_space'. "
+            f"Received: env_rng keys {sorted(unknown)} in filepath={state_path!r}"
+        )
+    generators = {
+        "env": getattr(env, "np_random", None),
+        "action_space": getattr(getattr(env, "action_space", None), "np_random", None),
+    }
+    for key in saved:
+        field = f"env_rng.{key}"
+        generator = generators[key]
+        if env is not None:
+            if not isinstance(generator, np.random.Generator):
+                what = "env.np_random" if key == "env" else "env.action_space.np_random"
+                raise ValueError(
+                    f"The checkpoint holds the state of the environment's {what}, but this environment has no such "
+                    f"numpy Generator. Received: env={env!r}"
+                )
+            _checked_rng_state(state, field, type(generator.bit_generator), folder)
+        else:
+            value = saved[key]
+            name = value.get("bit_generator") if isinstance(value, dict) else None
+            bit_generator = getattr(np.random, name, None) if isinstance(name, str) else None
+            if not (isinstance(bit_generator, type) and issubclass(bit_generator, np.random.BitGenerator)):
+                bit_generator = np.random.PCG64
+            _checked_rng_state(state, field, bit_generator, folder)
+    return saved if env is not None else {}
+
+
+def _verify_files(folder: str, files: dict[str, str]) -> None:
+    """Checks that every file `state.json` lists is there with the SHA-256 recorded for it."""
+    for rel, digest in files.items():
+        path = os.path.join(folder, *rel.split("/"))
+        if not os.path.isfile(path):
+            raise ValueError(f"The checkpoint lacks one of its files. Received: filepath={path!r}")
+        if sha256_file(path) != digest:
+            raise ValueError(
+                "A checkpoint file is damaged: its SHA-256 differs from the one recorded in state.json. "
+                f"Received: filepath={path!r}"
+            )
+
+
+class _ObservationGuard:
+    """Checks and copies each observation the loop keeps; one per run.
+
+    An environment may return the same array at every step and update it in place, and a
+    processor may return a view: the loop keeps (and the agent stores) a copy of each observation,
+    made once. The copy is refused when the observation is `None`, holds NaN or inf, or does not
+    have the shape (the structure, for dicts, tuples and lists) of the run's first observation.
+    """
+
+    __slots__ = ("shape", "structure", "source")
+
+    def __init__(self, source: str):
+        self.shape: tuple | None = None  # the first observation's shape, when it was an array
+        self.structure: Any = _UNSET
+        self.source = source
+
+    def __call__(self, observation: Any, episode: int, step: int | None) -> Any:
+        if type(observation) is np.ndarray and observation.shape == self.shape:
+            if observation.dtype.kind in "fc" and not _finite_array(observation):
+                raise _nonfinite_observation(observation, episode, step)
+            return observation.copy()
+        return self._check(observation, episode, step)
+
+    def _check(self, observation: Any, episode: int, step: int | None) -> Any:
+        where = _where(episode, step)
+        if observation is None:
+            raise TypeError(
+                f"`observation` must be an array or a structure of arrays, but {self.source} returned None {where}. "
+                "Received: observation=None"
+            )
+        structure = _structure(observation)
+        if self.structure is _UNSET:
+            self.structure = structure
+            self.shape = observation.shape if type(observation) is np.ndarray else None
+        elif structure != self.structure:
+            raise ValueError(
+                f"The observation's shape changed during the run: the run's first observation had shape "
+                f"{self.structure}, the one {where} has {structure}. Received: observation={_short_repr(observation)}"
+            )
+        if not _all_finite(observation):
+            raise _nonfinite_observation(observation, episode, step)
+        return _copy_observation(observation)
+
+
+_UNSET = object()
+
+
+def _where(episode: int, step: int | None) -> str:
+    if step is None:
+        return f"during the random start steps of episode {episode}"
+    return f"at step {step} of episode {episode}"
+
+
+def _nonfinite_observation(observation: Any, episode: int, step: int | None) -> ValueError:
+    return ValueError(
+        f"The environment returned an observation with NaN or inf {_where(episode, step)}. "
+        f"Received: observation={_short_repr(observation)}"
+    )
+
+
+def _structure(value: Any) -> Any:
+    """The shape of an observation: an array's shape, or the shapes inside a dict, tuple or list."""
+    if isinstance(value, np.ndarray):
+        return value.shape
+    if isinstance(value, dict):
+        return {k: _structure(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        parts = tuple(_structure(v) for v in value)
+        if all(p == () for p in parts):
+            return (len(parts),)  # a list of numbers has the shape of the array it makes
+        return parts
+    return ()  # a number (or another object)
+
+
+def _copy_observation(value: Any) -> Any:
+    """A copy of `value` that later in-place changes to the original do not reach."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, dict):
+        out = copy.copy(value)  # keeps the mapping's type (OrderedDict, ...)
+        for k, v in value.items():
+            out[k] = _copy_observation(v)
+        return out
+    if isinstance(value, tuple):
+        items = [_copy_observation(v) for v in value]
+        return value._make(items) if hasattr(value, "_make") else tuple(items)  # named tuples keep their type
+    if isinstance(value, list):
+        return [_copy_observation(v) for v in value]
+    return value  # numbers and strings cannot change
+
+
+def _finite_array(a: np.ndarray) -> bool:
+    """Whether a float or complex array holds no NaN or inf.
+
+    Exact either way; for the small float arrays of most observations and actions, Python's
+    `math.isfinite` over the values is several times faster than numpy's per-call overhead.
+    """
+    if a.size <= 16 and a.dtype.char in "efd":  # float16, float32, float64
+        return all(map(math.isfinite, a.ravel().tolist()))
+    return bool(np.isfinite(a).all())
+
+
+def _all_finite(value: Any) -> bool:
+    """Whether no float or complex number in `value` (an array, number, or dict/tuple/list of them) is NaN or inf."""
+    if isinstance(value, (bool, int, np.integer, np.bool_, str)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind not in "fc" or _finite_array(value)
+    if isinstance(value, (float, complex, np.floating, np.complexfloating)):
+        return bool(np.isfinite(value))
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    return True
+
+
+class _NonFiniteAction(ValueError):
+    """Raised inside the loop; reported (with the non-finite weights) once the run has ended."""
+
+    def __init__(self, action: Any, episode: int, step: int, agent_step: int):
+        super().__init__(
+            f"returned a non-finite action at step {step} of episode {episode} (agent step {agent_step}); it was "
+            f"not sent to the environment. Received: action={_short_repr(action)}"
+        )
+
+
+def _bad_reward(reward: Any, source: str, episode: int, step: int, agent_step: int) -> TypeError:
+    return TypeError(
+        f"The reward must be a number (a Python or numpy scalar), but {source} returned a "
+        f"{type(reward).__name__} at step {step} of episode {episode} (agent step {agent_step}). "
+        f"Received: reward={_short_repr(reward)}"
+    )
+
+
+def _as_reward(reward: Any, source: str, episode: int, step: int, agent_step: int) -> float:
+    """Returns a reward that is not a Python float (numpy scalars, ints, 0-d arrays) as one, or raises."""
+    if isinstance(reward, (int, np.integer, np.floating)):
+        return float(reward)
+    if isinstance(reward, np.ndarray) and reward.dtype.kind in "biuf":
+        if reward.ndim == 0:
+            return float(reward)
+        raise ValueError(
+            f"The reward must be a scalar, but {source} returned an array of shape {reward.shape} at step {step} "
+            f"of episode {episode} (agent step {agent_step}). Received: reward={_short_repr(reward)}"
+        )
+    raise _bad_reward(reward, source, episode, step, agent_step)
+
+
+def _short_repr(value: Any, limit: int = 300) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _env_rng_state(env: Any) -> dict:

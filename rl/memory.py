@@ -12,6 +12,10 @@ from rl.util import atomic_path, check_int
 __all__ = ["Batch", "ObservationWindow", "SequentialMemory"]
 
 
+# Rounds of cheap rejection draws before `_sample_indices` computes the sampleable slots exactly.
+_DRAW_ROUNDS = 8
+
+
 class Batch(NamedTuple):
     """A batch of transitions sampled from a memory.
 
@@ -68,16 +72,21 @@ class SequentialMemory:
     When an episode ends (terminated or truncated) its final observation gets a slot of its own, so
     a time-limit truncation keeps the real `s_{t+1}` to bootstrap from, and no sampled transition
     ever runs from one episode into the next. Memory use is proportional to `limit`; sampling is
-    O(batch_size), vectorised, and seeded.
+    O(batch_size), vectorised, and seeded, and always returns: when few stored transitions can be
+    sampled, the memory finds them exactly (O(limit)), and when none can, `sample` raises.
 
     Args:
-        limit: number of slots (transitions plus one final observation per finished episode).
+        limit: number of slots (transitions plus one final observation per finished episode), at
+            least `window_length + 1`.
         window_length: number of consecutive observations that make one state. Windows never mix
             two episodes: slots before an episode's first observation are zeros. Defaults to `1`.
         ignore_episode_boundaries: if `True`, windows may reach back into the previous episode
             instead of being zero-padded (transitions themselves still never cross). Defaults to
             `False`.
         seed: seed of the sampling generator. Defaults to `None` (fresh entropy).
+
+    Raises:
+        ValueError: if `limit < window_length + 1`: no window and next observation would fit.
 
     Example:
 
@@ -97,6 +106,12 @@ class SequentialMemory:
     ):
         self.limit = check_int("limit", limit, minimum=2)
         self.window_length = check_int("window_length", window_length, minimum=1)
+        if self.limit < self.window_length + 1:
+            raise ValueError(
+                "`limit` must leave room for one transition: a window of `window_length` observations and the "
+                f"next one, so at least window_length + 1 = {self.window_length + 1} slots. "
+                f"Received: limit={self.limit}, window_length={self.window_length}"
+            )
         self.ignore_episode_boundaries = bool(ignore_episode_boundaries)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -230,13 +245,34 @@ class SequentialMemory:
         raw, valid, size = self.rng.bit_generator.random_raw, self._valid, self._size
         draws = batch_size + 8 + batch_size // 16
         idx = np.empty(0, dtype=np.int64)
-        while idx.size < batch_size:
+        for _ in range(_DRAW_ROUNDS):
             new = (raw(draws) % size).view(np.int64)
             ok = valid[new]
             if self.window_length > 1:
                 ok &= self._window_fits(new)
             idx = new[ok] if not idx.size else np.concatenate([idx, new[ok]])
-        return idx[:batch_size]
+            if idx.size >= batch_size:
+                return idx[:batch_size]
+        # Few slots (or none) can start a transition: draw the rest from the exact set, which
+        # keeps the draws uniform over the sampleable transitions and always terminates.
+        candidates = np.flatnonzero(valid[:size])
+        if self.window_length > 1:
+            candidates = candidates[self._window_fits(candidates)]
+        if not candidates.size:
+            raise ValueError(
+                f"None of the memory's {self._nb_valid} transitions can be sampled yet: each needs a window of "
+                f"window_length={self.window_length} observations"
+                + (
+                    ", and with ignore_episode_boundaries=True the window reaches back over the "
+                    f"{self.window_length - 1} slots before it, which must already be filled"
+                    if self.ignore_episode_boundaries
+                    else " from slots that still hold its episode"
+                )
+                + ". Append more transitions before sampling (an agent's warm-up should be at least "
+                f"window_length={self.window_length} steps). Received: nb_entries={self._size}"
+            )
+        extra = candidates[self.rng.integers(0, candidates.size, batch_size - idx.size)]
+        return np.concatenate([idx, extra])
 
     def _window_fits(self, idx: np.ndarray) -> np.ndarray:
         """Whether the slots a window of `idx` reaches back to still hold that window's data."""
@@ -283,7 +319,8 @@ class SequentialMemory:
 
         Raises:
             ValueError: if `batch_size` is not a positive integer, exceeds `limit`, or the memory
-                holds no transition yet.
+                holds no transition that can be sampled yet (none at all, or, with
+                `ignore_episode_boundaries=True`, fewer than `window_length` stored steps).
         """
         idx = self._sample_indices(self._check_batch_size(batch_size))
         state0, state1 = self._states(idx)
@@ -362,11 +399,30 @@ class SequentialMemory:
             np.savez(f, **arrays)
 
     def load(self, filepath: str | os.PathLike) -> None:
-        """Restores what `save` wrote. The memory must have the same `limit` and `window_length`.
+        """Restores what `save` wrote: `set_state(read_state(filepath))`.
+
+        The memory must have the same `limit` and `window_length`; the file's
+        `ignore_episode_boundaries` is restored with its contents. Nothing is changed unless the
+        whole file is valid.
 
         Raises:
-            ValueError: if the file is missing, truncated, not a memory file, or was saved by a
-                memory of another configuration.
+            ValueError: if the file is missing, truncated, not a memory file, was saved by a
+                memory of another configuration, or holds inconsistent contents.
+        """
+        self.set_state(self.read_state(filepath))
+
+    def read_state(self, filepath: str | os.PathLike) -> dict[str, Any]:
+        """Reads and checks a file that `save` wrote, without changing the memory.
+
+        Everything is checked against this memory and against itself: the configuration (`limit`,
+        `window_length`), the ring-buffer counters (in range and consistent with the arrays), the
+        shapes and dtypes of every array, and the sampling generator's state.
+
+        Returns:
+            The memory's state, for `set_state`.
+
+        Raises:
+            ValueError: naming the file and the field, if anything is missing or wrong.
         """
         filepath = os.fspath(filepath)
         if not os.path.isfile(filepath):
@@ -376,29 +432,121 @@ class SequentialMemory:
                 arrays = {k: data[k] for k in data.files}
         except Exception as e:  # zipfile/numpy raise many types for a damaged file
             raise ValueError(f"The memory file is corrupt or truncated ({e}). Received: filepath={filepath!r}") from e
+
+        def bad(field: str, expected: str, value: Any) -> ValueError:
+            if isinstance(value, np.ndarray) and value.size > 10:
+                shown = f"<array of shape {value.shape}, dtype {value.dtype}>"
+            else:
+                shown = repr(value.tolist() if isinstance(value, np.ndarray) else value)
+            return ValueError(
+                f"The memory file is invalid: `{field}` must be {expected}. "
+                f"Received: {field}={shown} in filepath={filepath!r}"
+            )
+
         required = {"config", "counters", "episode_step", "valid", "rng_state"}
         if not required <= arrays.keys():
             raise ValueError(
                 f"Not a memory file: missing {sorted(required - arrays.keys())}. Received: filepath={filepath!r}"
             )
-        limit, window_length, ignore = (int(v) for v in arrays["config"])
+
+        def int_array(field: str, shape: tuple) -> np.ndarray:
+            a = arrays[field]
+            if a.dtype.kind not in "iu" or a.shape != shape:
+                raise bad(field, f"integers of shape {shape}", a)
+            return a
+
+        limit, window_length, ignore = (int(v) for v in int_array("config", (3,)))
         if (limit, window_length) != (self.limit, self.window_length):
             raise ValueError(
                 f"The memory file was saved with limit={limit}, window_length={window_length}; this memory has "
                 f"limit={self.limit}, window_length={self.window_length}. Received: filepath={filepath!r}"
             )
-        self.ignore_episode_boundaries = bool(ignore)
-        self._next, self._size, self._nb_valid, self._pending, is_open = (int(v) for v in arrays["counters"])
-        self._open = bool(is_open)
-        self._episode_step = arrays["episode_step"]
-        self._valid = arrays["valid"]
-        self._observations = arrays.get("observations")
-        self._rows = arrays.get("rows")
-        if self._rows is not None:
-            self._action_shape = tuple(int(v) for v in arrays["action_shape"])
-            self._nb_actions = int(np.prod(self._action_shape))
+        if ignore not in (0, 1):
+            raise bad("config[2] (ignore_episode_boundaries)", "0 or 1", ignore)
+        nxt, size, nb_valid, pending, is_open = (int(v) for v in int_array("counters", (5,)))
+
+        valid = arrays["valid"]
+        if valid.dtype != np.bool_ or valid.shape != (limit,):
+            raise bad("valid", f"booleans of shape ({limit},)", valid)
+        episode_step = arrays["episode_step"]
+        if episode_step.dtype != np.int32 or episode_step.shape != (limit,):
+            raise bad("episode_step", f"int32 of shape ({limit},)", episode_step)
+        if (episode_step < 0).any():
+            i = int(np.argmax(episode_step < 0))
+            raise bad(f"episode_step[{i}]", "non-negative", int(episode_step[i]))
+
+        # The ring buffer fills slots 0, 1, ... then wraps: `_next == _size` until it is full.
+        if not 0 <= size <= limit:
+            raise bad("counters[1] (size)", f"in [0, {limit}]", size)
+        if not (nxt == size if size < limit else 0 <= nxt < limit):
+            expected = f"equal to size={size}" if size < limit else f"in [0, {limit})"
+            raise bad("counters[0] (next)", expected, nxt)
+        if nb_valid != int(valid.sum()):
+            raise bad("counters[2] (nb_valid)", f"the number of valid slots, {int(valid.sum())}", nb_valid)
+        if valid[size:].any():
+            i = size + int(np.argmax(valid[size:]))
+            raise bad(f"valid[{i}]", f"False: the slot is unused (size={size})", True)
+        expected_pending = -1 if size == 0 else (nxt - 1) % limit
+        if pending != expected_pending:
+            raise bad("counters[3] (pending)", f"the newest slot, {expected_pending}", pending)
+        if pending >= 0 and valid[pending]:
+            raise bad(f"valid[{pending}]", "False: the newest slot's next observation is not stored yet", True)
+        if is_open not in (0, 1) or (is_open and size == 0):
+            raise bad("counters[4] (open)", "0 or 1, and 0 in an empty memory", is_open)
+
+        observations = rows = None
+        action_shape: tuple[int, ...] = ()
+        stored = {"observations", "rows", "action_shape"} & arrays.keys()
+        if stored and stored != {"observations", "rows", "action_shape"}:
+            raise bad("observations, rows, action_shape", "all present or all absent", sorted(stored))
+        if stored:
+            observations, rows = arrays["observations"], arrays["rows"]
+            if observations.ndim < 1 or observations.shape[0] != limit:
+                raise bad("observations", f"an array of {limit} rows", observations.shape)
+            if observations.dtype != np.float32 and observations.dtype.kind not in "biuc":
+                raise bad("observations", "float32, or of integer, boolean or complex dtype", observations.dtype)
+            shape_array = arrays["action_shape"]
+            if shape_array.dtype.kind not in "iu" or shape_array.ndim != 1 or (shape_array < 0).any():
+                raise bad("action_shape", "a 1-D array of non-negative integers", shape_array)
+            action_shape = tuple(int(v) for v in shape_array)
+            nb_actions = int(np.prod(action_shape))
+            if rows.dtype != np.float32 or rows.shape != (limit, nb_actions + 2):
+                raise bad("rows", f"float32 of shape ({limit}, {nb_actions + 2})", rows.shape)
+        elif size:
+            raise bad("counters[1] (size)", "0 in a file without observations", size)
+
+        rng_state = _check_rng_state_array(arrays["rng_state"], filepath)
+        return {
+            "ignore_episode_boundaries": bool(ignore),
+            "next": nxt,
+            "size": size,
+            "nb_valid": nb_valid,
+            "pending": pending,
+            "open": bool(is_open),
+            "episode_step": episode_step,
+            "valid": valid,
+            "observations": observations,
+            "rows": rows,
+            "action_shape": action_shape,
+            "rng_state": rng_state,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Replaces the memory's contents and sampling state with `state`, as `read_state` returned it.
+
+        `read_state` checked everything, so this cannot fail part-way.
+        """
+        self.ignore_episode_boundaries = state["ignore_episode_boundaries"]
+        self._next, self._size = state["next"], state["size"]
+        self._nb_valid, self._pending, self._open = state["nb_valid"], state["pending"], state["open"]
+        self._episode_step = state["episode_step"]
+        self._valid = state["valid"]
+        self._observations = state["observations"]
+        self._rows = state["rows"]
+        self._action_shape = state["action_shape"]
+        self._nb_actions = int(np.prod(self._action_shape)) if self._rows is not None else 0
         self._last_next_obs = None
-        _set_rng_state(self.rng, arrays["rng_state"])
+        self.rng.bit_generator.state = state["rng_state"]
 
 
 def _rng_state_array(rng: np.random.Generator) -> np.ndarray:
@@ -413,13 +561,30 @@ def _rng_state_array(rng: np.random.Generator) -> np.ndarray:
     return np.array(parts, dtype=np.uint64)
 
 
-def _set_rng_state(rng: np.random.Generator, arr: np.ndarray) -> None:
+def _check_rng_state_array(arr: np.ndarray, filepath: str) -> dict[str, Any]:
+    """Decodes `_rng_state_array`'s output into a PCG64 state, checked on a throwaway generator."""
+    if arr.dtype != np.uint64 or arr.shape != (10,):
+        raise ValueError(
+            "The memory file is invalid: `rng_state` must be 10 uint64 values. "
+            f"Received: rng_state=<array of shape {arr.shape}, dtype {arr.dtype}> in filepath={filepath!r}"
+        )
     vals = [int(v) for v in arr]
-    state = sum(v << (32 * k) for k, v in enumerate(vals[0:4]))
-    inc = sum(v << (32 * k) for k, v in enumerate(vals[4:8]))
-    rng.bit_generator.state = {
+    state = {
         "bit_generator": "PCG64",
-        "state": {"state": state, "inc": inc},
+        "state": {
+            "state": sum(v << (32 * k) for k, v in enumerate(vals[0:4])),
+            "inc": sum(v << (32 * k) for k, v in enumerate(vals[4:8])),
+        },
         "has_uint32": vals[8],
         "uinteger": vals[9],
     }
+    try:
+        if any(v >= 1 << 32 for v in vals[:8] + vals[9:]) or vals[8] not in (0, 1):
+            raise ValueError("a value is out of range")
+        np.random.PCG64().state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
+        raise ValueError(
+            f"The memory file is invalid: `rng_state` is not a PCG64 state ({e}). "
+            f"Received: rng_state={arr.tolist()!r} in filepath={filepath!r}"
+        ) from e
+    return state

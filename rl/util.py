@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +21,9 @@ __all__ = [
     "check_number",
     "clone_optimizer",
     "get_optimizer",
+    "parse_json",
     "read_json",
+    "sha256_file",
     "write_json_atomic",
 ]
 
@@ -78,7 +82,11 @@ def atomic_path(filepath: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path in the same folder; on success it is renamed onto `filepath`.
 
     A crash or an exception while writing leaves any file already at `filepath` untouched, and
-    removes the temporary file. The temporary name keeps `filepath`'s suffixes (Keras checks them).
+    removes the temporary file. The temporary name keeps `filepath`'s suffixes (Keras checks them):
+    `.{name}.{random}.tmp{suffixes}`. A process killed while writing cannot remove its temporary
+    file; the next successful write of the same `filepath` removes every such leftover, so none
+    survives it. (One writer per `filepath` at a time: a second process writing the same file
+    concurrently could see its temporary file removed.)
     """
     filepath = os.fspath(filepath)
     folder = os.path.dirname(os.path.abspath(filepath))
@@ -98,24 +106,66 @@ def atomic_path(filepath: str | os.PathLike) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    _remove_stale_temporaries(folder, base, suffix)
+
+
+def _remove_stale_temporaries(folder: str, base: str, suffix: str) -> None:
+    """Removes the temporary files `atomic_path` made for `base` in `folder` and a kill left behind."""
+    # mkstemp's random part: letters, digits and "_".
+    pattern = re.compile(rf"\.{re.escape(base)}\.[a-z0-9_]+\.tmp{re.escape(suffix)}")
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if pattern.fullmatch(entry.name):
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+            except OSError:
+                pass
 
 
 def write_json_atomic(filepath: str | os.PathLike, data: Any) -> None:
-    """Writes `data` as JSON to `filepath` atomically."""
-    with atomic_path(filepath) as tmp, open(tmp, "w") as f:
+    """Writes `data` as JSON to `filepath` atomically (UTF-8)."""
+    with atomic_path(filepath) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1)
 
 
 def read_json(filepath: str | os.PathLike, what: str = "file") -> Any:
-    """Reads a JSON file, raising `ValueError` naming the file if it is missing or unreadable."""
+    """Reads a UTF-8 JSON file.
+
+    Raises:
+        ValueError: naming the file, if it is missing, unreadable, not UTF-8 text or not JSON.
+    """
     filepath = os.fspath(filepath)
     if not os.path.isfile(filepath):
         raise ValueError(f"The {what} does not exist. Received: filepath={filepath!r}")
     try:
-        with open(filepath) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+        with open(filepath, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"The {what} cannot be read ({e}). Received: filepath={filepath!r}") from e
+    return parse_json(data, filepath, what)
+
+
+def parse_json(data: bytes, filepath: str, what: str = "file") -> Any:
+    """Parses the UTF-8 JSON bytes read from `filepath`, raising `ValueError` naming the file."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"The {what} is not UTF-8 text ({e}). Received: filepath={filepath!r}") from e
+    except (ValueError, RecursionError) as e:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"The {what} is corrupt or truncated ({e}). Received: filepath={filepath!r}") from e
+
+
+def sha256_file(filepath: str | os.PathLike) -> str:
+    """Returns the SHA-256 of the file's bytes, as 64 lowercase hexadecimal digits."""
+    digest = hashlib.sha256()
+    with open(filepath, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def get_optimizer(optimizer: Any, name: str = "optimizer") -> keras.optimizers.Optimizer:

@@ -101,3 +101,12 @@ def test_model_interval_checkpoint_with_a_keras_rl_name_saves_both_networks(tmp_
         "ddpg_critic_10.weights.h5",
         "ddpg_critic_5.weights.h5",
     ]
+
+
+def test_file_logger_removes_the_temporary_a_killed_write_left(tmp_path):
+    path = tmp_path / "log.json"
+    (tmp_path / ".log.json.k1ll3d00.tmp.json").write_text('{"episode": [')  # killed mid-write
+    agent = make_recording_agent()
+    agent.fit(CountingEnv(terminate_at=4), nb_steps=8, verbose=0, callbacks=[FileLogger(path, interval=5)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.json"]
+    assert json.loads(path.read_text())["episode"] == [0, 1]

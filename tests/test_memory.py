@@ -233,3 +233,201 @@ def test_memory_use_is_proportional_to_limit():
     # per slot: the observation (1 float), the action, reward and terminal (3 floats), the position in
     # the episode (int32) and a valid flag (1 byte)
     assert nbytes == 100_000 * ((1 + 3 + 1) * 4 + 1)
+
+
+# ---------------------------------------------------------------- sampling always terminates
+@pytest.fixture
+def deadline():
+    """Fails a test that runs longer than `seconds` instead of letting it hang."""
+    import signal
+
+    def expire(signum, frame):
+        raise TimeoutError("the call did not return in time")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+
+    def arm(seconds):
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    yield arm
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("limit, window_length", [(2, 2), (3, 3), (4, 5), (10, 10)])
+def test_a_limit_without_room_for_a_window_is_refused(limit, window_length):
+    with pytest.raises(ValueError, match=rf"window_length \+ 1 = {window_length + 1}.*limit={limit}"):
+        SequentialMemory(limit=limit, window_length=window_length)
+    SequentialMemory(limit=window_length + 1, window_length=window_length)  # the smallest that works
+
+
+@pytest.mark.parametrize("sampler", ["sample", "sample_into"])
+def test_sampling_before_a_window_can_be_filled_raises_instead_of_hanging(deadline, sampler):
+    memory = SequentialMemory(limit=100, window_length=4, ignore_episode_boundaries=True, seed=0)
+    fill(memory, episodes=1, length=2)  # 3 slots: a window of 4 reaching back cannot be filled
+    deadline(5)
+    with pytest.raises(ValueError, match=r"None of the memory's 2 transitions can be sampled.*window_length=4"):
+        if sampler == "sample":
+            memory.sample(4)
+        else:
+            out = np.zeros((4, 4, 1), np.float32)
+            memory.sample_into(4, out, out.copy(), np.zeros((4, 3), np.float32))
+
+
+def test_the_few_transitions_that_fit_a_window_are_sampled(deadline):
+    memory = SequentialMemory(limit=100, window_length=3, ignore_episode_boundaries=True, seed=0)
+    fill(memory, episodes=1, length=3)  # slots 0..3: only the transition from slot 2 has 2 slots before it
+    deadline(5)
+    batch = memory.sample(64)
+    np.testing.assert_array_equal(batch.state0[:, :, 0], np.tile([0.0, 1.0, 2.0], (64, 1)))
+    np.testing.assert_array_equal(batch.state1[:, :, 0], np.tile([1.0, 2.0, 3.0], (64, 1)))
+
+
+@pytest.mark.parametrize(
+    "limit, window_length, ignore, episodes, length",
+    [(5, 4, True, 3, 7), (5, 4, False, 1, 30), (3, 2, True, 2, 1), (4, 3, False, 10, 1), (6, 5, True, 1, 4)],
+)
+def test_sampling_terminates_in_every_small_configuration(deadline, limit, window_length, ignore, episodes, length):
+    memory = SequentialMemory(limit=limit, window_length=window_length, ignore_episode_boundaries=ignore, seed=0)
+    fill(memory, episodes=episodes, length=length)
+    deadline(5)
+    try:
+        batch = memory.sample(limit)
+    except ValueError as e:
+        assert "can be sampled" in str(e)
+    else:
+        newest0, newest1 = batch.state0[:, -1, 0], batch.state1[:, -1, 0]
+        np.testing.assert_array_equal(newest1, newest0 + 1)
+
+
+def test_exact_draws_are_uniform_over_the_sampleable_transitions(monkeypatch):
+    monkeypatch.setattr("rl.memory._DRAW_ROUNDS", 0)  # every draw goes through the exact set
+    memory = SequentialMemory(limit=50, window_length=2, seed=0)
+    fill(memory, episodes=10, length=3)  # 40 slots, 30 transitions
+    s0 = np.concatenate([memory.sample(50).state0[:, -1, 0] for _ in range(60)])  # 3 000 draws
+    values, counts = np.unique(s0, return_counts=True)
+    assert len(values) == 30
+    assert counts.min() > 60 and counts.max() < 140  # 100 expected each
+
+
+def test_fit_with_a_warm_up_shorter_than_the_window_raises_instead_of_hanging(deadline, models):
+    import keras
+    from conftest import CountingEnv
+
+    from rl.agents import DDPGAgent
+
+    keras.utils.set_random_seed(0)
+    actor, critic, action_in = models((2,), window_length=4)
+    memory = SequentialMemory(limit=100, window_length=4, ignore_episode_boundaries=True, seed=0)
+    agent = DDPGAgent(1, actor, critic, action_in, memory, nb_steps_warmup_critic=1, nb_steps_warmup_actor=1)
+    agent.compile("adam")
+    deadline(60)
+    with pytest.raises(ValueError, match=r"can be sampled yet.*warm-up should be at least window_length=4"):
+        agent.fit(CountingEnv(), nb_steps=20, verbose=0)
+
+
+# ---------------------------------------------------------------- loading checks everything first
+def saved_memory(tmp_path):
+    memory = SequentialMemory(limit=64, window_length=2, seed=9)
+    fill(memory, episodes=4, length=7)
+    path = tmp_path / "memory.npz"
+    memory.save(path)
+    with np.load(path) as data:
+        return path, {k: data[k] for k in data.files}
+
+
+def set_item(key, index, value):
+    def edit(arrays):
+        arrays[key] = arrays[key].copy()
+        arrays[key][index] = value
+
+    return edit
+
+
+def mark_valid(slot):
+    """Marks `slot` valid and counts it, so that only the slot itself is wrong."""
+
+    def edit(arrays):
+        set_item("valid", slot, True)(arrays)
+        set_item("counters", 2, arrays["counters"][2] + 1)(arrays)
+
+    return edit
+
+
+def replace(key, value):
+    def edit(arrays):
+        arrays[key] = value(arrays[key])
+
+    return edit
+
+
+TAMPERED = [
+    ("next out of range", set_item("counters", 0, 64), "next"),
+    ("next behind size", set_item("counters", 0, 3), "next"),
+    ("size above limit", set_item("counters", 1, 65), "size"),
+    ("negative size", set_item("counters", 1, -1), "size"),
+    ("nb_valid wrong", set_item("counters", 2, 5), "nb_valid"),
+    ("pending wrong", set_item("counters", 3, 0), "pending"),
+    ("open not a flag", set_item("counters", 4, 7), "open"),
+    ("valid not counted", set_item("valid", 7, True), "nb_valid"),
+    ("valid beyond size", mark_valid(50), "valid"),
+    ("newest slot valid", mark_valid(31), "valid"),
+    ("valid of another dtype", replace("valid", lambda a: a.astype(np.int8)), "valid"),
+    ("valid of another length", replace("valid", lambda a: a[:10]), "valid"),
+    ("negative episode step", set_item("episode_step", 3, -2), "episode_step"),
+    ("episode_step int64", replace("episode_step", lambda a: a.astype(np.int64)), "episode_step"),
+    ("observations cut", replace("observations", lambda a: a[:10]), "observations"),
+    ("observations float64", replace("observations", lambda a: a.astype(np.float64)), "observations"),
+    ("rows of another width", replace("rows", lambda a: a[:, :2]), "rows"),
+    ("rows float64", replace("rows", lambda a: a.astype(np.float64)), "rows"),
+    ("action_shape wrong", replace("action_shape", lambda a: np.array([3])), "rows"),
+    ("negative action_shape", replace("action_shape", lambda a: np.array([-1])), "action_shape"),
+    ("rng_state cut", replace("rng_state", lambda a: a[:5]), "rng_state"),
+    ("rng_state value out of range", set_item("rng_state", 0, 2**40), "rng_state"),
+    ("rng_state has_uint32 not a flag", set_item("rng_state", 8, 3), "rng_state"),
+    ("config not 3 values", replace("config", lambda a: a[:2]), "config"),
+    ("ignore flag not 0 or 1", set_item("config", 2, 5), "ignore_episode_boundaries"),
+    ("counters float", replace("counters", lambda a: a.astype(np.float64)), "counters"),
+    ("missing rows", lambda arrays: arrays.pop("rows"), "rows"),
+]
+
+
+@pytest.mark.parametrize("case, edit, field", TAMPERED, ids=[c[0] for c in TAMPERED])
+def test_tampered_files_are_refused_naming_the_field_and_change_nothing(tmp_path, case, edit, field):
+    path, arrays = saved_memory(tmp_path)
+    edit(arrays)
+    np.savez(tmp_path / "tampered.npz", **arrays)
+    memory = SequentialMemory(limit=64, window_length=2, seed=1)
+    fill(memory, episodes=2, length=5)
+    before = memory.sample(8), memory.rng.bit_generator.state, memory.nb_entries, memory.nb_transitions
+    with pytest.raises(ValueError, match=rf"{field}.*tampered\.npz"):
+        memory.load(tmp_path / "tampered.npz")
+    after = memory.sample(8)
+    memory2 = SequentialMemory(limit=64, window_length=2, seed=1)
+    fill(memory2, episodes=2, length=5)
+    memory2.sample(8)
+    for x, y in zip(after, memory2.sample(8)):  # the refused load changed neither contents nor draws
+        np.testing.assert_array_equal(x, y)
+    assert (memory.nb_entries, memory.nb_transitions) == before[2:]
+
+
+def test_read_state_changes_nothing_and_set_state_applies_it(tmp_path):
+    path, _ = saved_memory(tmp_path)
+    memory = SequentialMemory(limit=64, window_length=2, seed=1)
+    state = memory.read_state(path)
+    assert memory.nb_entries == 0 and memory.nbytes == 64 * 5  # still empty
+    memory.set_state(state)
+    original = SequentialMemory(limit=64, window_length=2, seed=9)
+    original.load(path)
+    assert memory.nb_entries == original.nb_entries == 32 and memory.nb_transitions == 28
+    for x, y in zip(memory.sample(16), original.sample(16)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_an_empty_memory_round_trips(tmp_path):
+    SequentialMemory(limit=10).save(tmp_path / "empty.npz")
+    memory = SequentialMemory(limit=10)
+    memory.load(tmp_path / "empty.npz")
+    assert memory.nb_entries == 0
+    fill(memory, 1, 3)
+    assert memory.nb_transitions == 3

@@ -14,6 +14,7 @@ or more critics taking the action through an input of their own.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, NamedTuple
 
@@ -523,6 +524,14 @@ class OffPolicyAgent(DeepAgent):
             raise ValueError(
                 f"The checkpoint's agent_state.last_metrics is invalid. Received: last_metrics={metrics!r}"
             )
+        if "random_process" in state and self.random_process is not None:
+            try:  # on a copy: the agent's own process changes only when the whole load succeeds
+                copy.deepcopy(self.random_process).set_state(state["random_process"])
+            except Exception as e:  # noqa: BLE001 - any failure means the state is unusable
+                raise ValueError(
+                    f"The checkpoint's agent_state.random_process is invalid ({e}). "
+                    f"Received: random_process={state['random_process']!r:.200}"
+                ) from e
 
     def _read_checkpoint_files(self, folder: str, state: dict) -> dict:
         staged = super()._read_checkpoint_files(folder, state)
