@@ -23,6 +23,7 @@ from checkpoint_helpers import (  # noqa: F401  (fixtures)
     trained_agent,
 )
 
+
 def assert_load_fails_and_changes_nothing(agent, env, ckpt, saved, words, error=ValueError):
     before = core_snapshot(agent, env), agent_snapshot(agent)
     assert_differ(before[1], saved[2])  # B's networks differ from A's: "unchanged" means something
