@@ -145,6 +145,7 @@ CHECKPOINT_FILES = [
     "actor_optimizer.npz",
     "critic_optimizer.npz",
     "memory.npz",
+    "parameters.npz",
     "state.json",
 ]
 
