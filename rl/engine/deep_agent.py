@@ -332,9 +332,16 @@ class DeepAgent(Agent):
         self._push()
 
     def _nonfinite_weights(self) -> list[str]:
-        """Roles whose weights hold NaN or inf (for error messages)."""
+        """Online networks (and parameters) whose weights hold NaN or inf, by role (for error messages).
+
+        Targets are left out: they follow their networks.
+        """
         self._sync_models()
-        bad = [r for r, m in self.models.items() if any(not np.isfinite(w).all() for w in m.get_weights())]
+        bad = [
+            r
+            for r, m in self.models.items()
+            if r not in self.targets and any(not np.isfinite(w).all() for w in m.get_weights())
+        ]
         return bad + [r for r, v in self.parameters.items() if not np.isfinite(v.numpy()).all()]
 
     @property

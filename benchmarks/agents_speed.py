@@ -1,4 +1,4 @@
-"""DDPG training speed on Pendulum-v1: this library, and optionally Stable-Baselines3, in one run.
+"""DDPG, TD3 and SAC training speed on Pendulum-v1: this library, and optionally Stable-Baselines3, in one run.
 
 Each run is a fresh subprocess (so its peak memory is its own); with `--vs sb3` the two libraries
 alternate (ours first in even pairs, SB3 first in odd ones) with identical settings: same network
@@ -9,12 +9,19 @@ our agent also whether the training step ran with XLA or plain TensorFlow, and t
 first training call, which traces and compiles the step), the share of wall time inside the
 compiled training/acting call, peak RSS, and the mean noise-free test return.
 
-    python benchmarks/ddpg_speed.py --setting large --steps 20000 --seeds 0 1 2 --vs sb3
-    python benchmarks/ddpg_speed.py --setting small --steps 20000 --seeds 0 1 2 --vs sb3
+    python benchmarks/agents_speed.py --algo ddpg td3 sac --setting large --seeds 0 1 2 --vs sb3
+    python benchmarks/agents_speed.py --algo ddpg --setting keras-rl --seeds 0 1 2 --vs sb3
+    python benchmarks/agents_speed.py --algo ddpg --setting small --seeds 0 1 2 --vs sb3
 
 Settings: `large` = actor and critic [256, 256], batch 64; `small` = keras-rl's example sizes
-(actor 3 x Dense(16), critic 3 x Dense(32)), batch 32. `--threads N` sets TensorFlow's intra-op
-threads (and, unless `--sb3-threads` says otherwise, torch's threads) to N; 0 keeps the default.
+(actor 3 x Dense(16), critic 3 x Dense(32)), batch 32; `keras-rl` = keras-rl's exact example
+configuration: those sizes, batch 32, `target_model_update=1e-3`, warm-up 100 and
+`Adam(learning_rate=1e-3, clipnorm=1.)` (SB3 has no per-variable clipping option: it runs
+without). TD3 explores with Gaussian noise of 0.1 action half-widths (0.2 on Pendulum) and uses
+policy_delay=2, target noise 0.2 clipped at 0.5 (half-widths) in both libraries; SAC learns its
+entropy coefficient ("auto") in both. Exploration for DDPG: Ornstein-Uhlenbeck noise.
+`--threads N` sets TensorFlow's intra-op threads (and, unless `--sb3-threads` says otherwise,
+torch's threads) to N; 0 keeps the default.
 """
 
 from __future__ import annotations
@@ -33,7 +40,16 @@ from machine import describe
 SETTINGS = {
     "large": {"actor": [256, 256], "critic": [256, 256], "batch_size": 64},
     "small": {"actor": [16, 16, 16], "critic": [32, 32, 32], "batch_size": 32},
+    "keras-rl": {
+        "actor": [16, 16, 16],
+        "critic": [32, 32, 32],
+        "batch_size": 32,
+        "tau": 1e-3,
+        "warmup": 100,
+        "clipnorm": 1.0,
+    },
 }
+ALGOS = ("ddpg", "td3", "sac")
 COMMON = {
     "learning_rate": 1e-3,
     "tau": 0.005,
@@ -43,6 +59,7 @@ COMMON = {
     "ou_theta": 0.15,
     "ou_sigma": 0.3,
     "ou_dt": 1e-2,
+    "td3_noise": 0.1,  # exploration noise in action half-widths
 }
 TEST_EPISODES = 10
 
@@ -65,48 +82,66 @@ def evaluate(policy, env, seed: int) -> float:
     return sum(returns) / len(returns)
 
 
-def run_ours(setting: dict, steps: int, seed: int, every: int = 1) -> dict:
+def run_ours(algo: str, setting: dict, steps: int, seed: int, every: int = 1) -> dict:
     import gymnasium as gym
     import keras
     from keras import layers
 
-    from rl.agents import DDPGAgent
+    from rl.agents import DDPGAgent, SACAgent, TD3Agent
     from rl.memory import SequentialMemory
-    from rl.random import OrnsteinUhlenbeckProcess
+    from rl.random import GaussianWhiteNoiseProcess, OrnsteinUhlenbeckProcess
 
+    c = {**COMMON, **setting}
     keras.utils.set_random_seed(seed)
     env = gym.make("Pendulum-v1")
     obs_shape, nb_actions = env.observation_space.shape, env.action_space.shape[0]
+    high = float(env.action_space.high[0])
     obs_in = keras.Input((1,) + obs_shape)
     x = layers.Flatten()(obs_in)
     for units in setting["actor"]:
         x = layers.Dense(units, activation="relu")(x)
-    x = layers.Dense(nb_actions, activation="tanh")(x)
-    actor = keras.Model(obs_in, layers.Rescaling(float(env.action_space.high[0]))(x))
+    if algo == "sac":
+        actor = keras.Model(obs_in, layers.Dense(2 * nb_actions)(x))  # means and log stds
+    else:
+        actor = keras.Model(obs_in, layers.Rescaling(high)(layers.Dense(nb_actions, activation="tanh")(x)))
     action_in, critic_obs_in = keras.Input((nb_actions,)), keras.Input((1,) + obs_shape)
     y = layers.Concatenate()([action_in, layers.Flatten()(critic_obs_in)])
     for units in setting["critic"]:
         y = layers.Dense(units, activation="relu")(y)
     critic = keras.Model([action_in, critic_obs_in], layers.Dense(1)(y))
-    agent = DDPGAgent(
+    args = dict(
         nb_actions=nb_actions,
         actor=actor,
         critic=critic,
         critic_action_input=action_in,
-        memory=SequentialMemory(limit=COMMON["buffer"], seed=seed),
-        batch_size=setting["batch_size"],
-        nb_steps_warmup_critic=COMMON["warmup"],
-        nb_steps_warmup_actor=COMMON["warmup"],
-        random_process=OrnsteinUhlenbeckProcess(
-            theta=COMMON["ou_theta"], sigma=COMMON["ou_sigma"], dt=COMMON["ou_dt"], size=nb_actions, seed=seed
-        ),
-        gamma=COMMON["gamma"],
-        target_model_update=COMMON["tau"],
+        memory=SequentialMemory(limit=c["buffer"], seed=seed),
+        batch_size=c["batch_size"],
+        gamma=c["gamma"],
+        target_model_update=c["tau"],
         train_interval=every,
         gradient_steps=every,
         jit_compile={"auto": "auto", "on": True, "off": False}[os.environ.get("RL_BENCH_JIT", "auto")],
     )
-    agent.compile(keras.optimizers.Adam(learning_rate=COMMON["learning_rate"]))
+    if algo == "sac":
+        agent = SACAgent(nb_steps_warmup=c["warmup"], ent_coef="auto", **args)
+    else:
+        if algo == "ddpg":
+            noise = OrnsteinUhlenbeckProcess(
+                theta=c["ou_theta"], sigma=c["ou_sigma"], dt=c["ou_dt"], size=nb_actions, seed=seed
+            )
+            cls, extra = DDPGAgent, {}
+        else:
+            noise = GaussianWhiteNoiseProcess(sigma=c["td3_noise"] * high, size=nb_actions, seed=seed)
+            cls, extra = TD3Agent, {"policy_delay": 2, "target_policy_noise": 0.2, "target_noise_clip": 0.5}
+        agent = cls(
+            nb_steps_warmup_critic=c["warmup"],
+            nb_steps_warmup_actor=c["warmup"],
+            random_process=noise,
+            **args,
+            **extra,
+        )
+    clip = {"clipnorm": c["clipnorm"]} if c.get("clipnorm") else {}
+    agent.compile(keras.optimizers.Adam(learning_rate=c["learning_rate"], **clip))
 
     # Time spent inside the compiled call (the training step fused with acting, or acting alone),
     # including handing the inputs over and reading the outputs back.
@@ -114,29 +149,30 @@ def run_ours(setting: dict, steps: int, seed: int, every: int = 1) -> dict:
     # the steady-state rate after it.
     inside = [0.0]
     first_train: list = []
-    call = agent._call
+    call = agent.call_compiled
 
-    def timed_call(key, flat=None):
+    def timed_call(name, options, build, x, may_use_xla=True):
         start = time.perf_counter()
         try:
-            return call(key, flat)
+            return call(name, options, build, x, may_use_xla)
         finally:
             end = time.perf_counter()
             inside[0] += end - start
-            if not first_train and isinstance(key, tuple):
+            if not first_train and name == "train":
                 first_train.extend([end, agent.step])
 
-    agent._call = timed_call
+    agent.call_compiled = timed_call
     start = time.perf_counter()
     agent.fit(env, nb_steps=steps, verbose=0, seed=seed)
     end = time.perf_counter()
     wall = end - start
-    agent._call = call
+    del agent.call_compiled
     test_env = gym.make("Pendulum-v1")
     agent.reset_states()
     mean_return = evaluate(lambda obs: agent.forward(obs), test_env, seed)
     return {
         "lib": "ours",
+        "algo": algo,
         "seed": seed,
         "steps_per_s": steps / wall,
         "wall_s": wall,
@@ -150,37 +186,43 @@ def run_ours(setting: dict, steps: int, seed: int, every: int = 1) -> dict:
     }
 
 
-def run_sb3(setting: dict, steps: int, seed: int, every: int = 1) -> dict:
+def run_sb3(algo: str, setting: dict, steps: int, seed: int, every: int = 1) -> dict:
     import gymnasium as gym
     import numpy as np
-    from stable_baselines3 import DDPG
-    from stable_baselines3.common.noise import OrnsteinUhlenbeckActionNoise
+    from stable_baselines3 import DDPG, SAC, TD3
+    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
+    c = {**COMMON, **setting}
     env = gym.make("Pendulum-v1")
     nb_actions = env.action_space.shape[0]
-    noise = OrnsteinUhlenbeckActionNoise(
-        mean=np.zeros(nb_actions),
-        sigma=COMMON["ou_sigma"] * np.ones(nb_actions),
-        theta=COMMON["ou_theta"],
-        dt=COMMON["ou_dt"],
-    )
-    model = DDPG(
-        "MlpPolicy",
-        env,
-        learning_rate=COMMON["learning_rate"],
-        buffer_size=COMMON["buffer"],
-        learning_starts=COMMON["warmup"],
-        batch_size=setting["batch_size"],
-        tau=COMMON["tau"],
-        gamma=COMMON["gamma"],
+    high = float(env.action_space.high[0])
+    args = dict(
+        learning_rate=c["learning_rate"],
+        buffer_size=c["buffer"],
+        learning_starts=c["warmup"],
+        batch_size=c["batch_size"],
+        tau=c["tau"],
+        gamma=c["gamma"],
         train_freq=every,
         gradient_steps=every,
-        action_noise=noise,
         policy_kwargs={"net_arch": {"pi": setting["actor"], "qf": setting["critic"]}},
         seed=seed,
         device="cpu",
         verbose=0,
     )
+    if algo == "ddpg":
+        noise = OrnsteinUhlenbeckActionNoise(
+            mean=np.zeros(nb_actions), sigma=c["ou_sigma"] * np.ones(nb_actions), theta=c["ou_theta"], dt=c["ou_dt"]
+        )
+        model = DDPG("MlpPolicy", env, action_noise=noise, **args)
+    elif algo == "td3":
+        noise = NormalActionNoise(mean=np.zeros(nb_actions), sigma=c["td3_noise"] * high * np.ones(nb_actions))
+        # SB3's target noise is in its normalised [-1, 1] action space: the same half-width units as ours.
+        model = TD3(
+            "MlpPolicy", env, action_noise=noise, policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5, **args
+        )
+    else:
+        model = SAC("MlpPolicy", env, ent_coef="auto", **args)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     wall = time.perf_counter() - start
@@ -188,6 +230,7 @@ def run_sb3(setting: dict, steps: int, seed: int, every: int = 1) -> dict:
     mean_return = evaluate(lambda obs: model.predict(obs, deterministic=True)[0], test_env, seed)
     return {
         "lib": "sb3",
+        "algo": algo,
         "seed": seed,
         "steps_per_s": steps / wall,
         "wall_s": wall,
@@ -206,7 +249,7 @@ def worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.sb3_threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     run = run_ours if args.worker == "ours" else run_sb3
-    result = run(SETTINGS[args.setting], args.steps, args.seed, args.gradient_steps)
+    result = run(args.algo[0], SETTINGS[args.setting], args.steps, args.seed, args.gradient_steps)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -216,6 +259,8 @@ def spawn(lib: str, args: argparse.Namespace, seed: int) -> dict:
         os.path.abspath(__file__),
         "--worker",
         lib,
+        "--algo",
+        args.algo[0],
         "--setting",
         args.setting,
         "--steps",
@@ -243,17 +288,19 @@ def fmt(r: dict) -> str:
     steady = f" (after compiling: {r['steady_steps_per_s']:7.1f})" if r.get("steady_steps_per_s") else ""
     mode = {True: "  XLA ", False: "  TF  "}.get(r.get("xla"), "      ")
     return (
-        f"{r['lib']:>4} seed {r['seed']}:{mode}{r['steps_per_s']:7.1f} steps/s{steady}  wall {r['wall_s']:7.1f} s  "
+        f"{r['algo']:>4} {r['lib']:>4} seed {r['seed']}:{mode}{r['steps_per_s']:7.1f} steps/s{steady}  "
+        f"wall {r['wall_s']:7.1f} s  "
         f"compiled {share}  peak RSS {r['peak_rss_mb']:6.0f} MB  test return {r['test_return']:8.1f}"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", choices=ALGOS, nargs="+", default=["ddpg"])
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="large")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--vs", choices=["sb3"], default=None, help="also run Stable-Baselines3's DDPG")
+    parser.add_argument("--vs", choices=["sb3"], default=None, help="also run Stable-Baselines3's same algorithm")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads for both libraries (0: default)")
     parser.add_argument(
         "--sb3-threads",
@@ -284,6 +331,13 @@ def main() -> None:
         f"setting={args.setting} {SETTINGS[args.setting]} steps={args.steps} threads={args.threads or 'default'} "
         f"sb3_threads={args.sb3_threads or 'default'} jit={args.jit} gradient_steps={args.gradient_steps} {COMMON}"
     )
+    for algo in args.algo:
+        run_pairs(algo, args)
+
+
+def run_pairs(algo: str, args: argparse.Namespace) -> None:
+    """Alternating pairs (ours first in even pairs, SB3 first in odd ones) for one algorithm."""
+    one = argparse.Namespace(**{**vars(args), "algo": [algo]})
     pairs = []
     for k, seed in enumerate(args.seeds):
         order = ["ours", "sb3"] if k % 2 == 0 else ["sb3", "ours"]
@@ -291,21 +345,23 @@ def main() -> None:
             order = ["ours"]
         results = {}
         for lib in order:
-            results[lib] = spawn(lib, args, seed)
+            results[lib] = spawn(lib, one, seed)
             print(fmt(results[lib]), flush=True)
         if args.vs:
             ratio = results["ours"]["steps_per_s"] / results["sb3"]["steps_per_s"]
             pairs.append((seed, ratio, results))
-            print(f"  pair {k} (seed {seed}): speed ratio ours/sb3 = {ratio:.2f}", flush=True)
+            print(f"  {algo} pair {k} (seed {seed}): speed ratio ours/sb3 = {ratio:.2f}", flush=True)
     if pairs:
         ratios = [r for _, r, _ in pairs]
         ours = [res["ours"]["test_return"] for _, _, res in pairs]
         sb3 = [res["sb3"]["test_return"] for _, _, res in pairs]
+        rate = statistics.median(res["ours"]["steps_per_s"] for _, _, res in pairs)
+        rate_sb3 = statistics.median(res["sb3"]["steps_per_s"] for _, _, res in pairs)
         print(
-            f"median speed ratio ours/sb3 = {statistics.median(ratios):.2f} (pairs: "
-            f"{', '.join(f'{r:.2f}' for r in ratios)})"
+            f"{algo}: median speed ratio ours/sb3 = {statistics.median(ratios):.2f} (pairs: "
+            f"{', '.join(f'{r:.2f}' for r in ratios)}); median steps/s ours {rate:.0f}, sb3 {rate_sb3:.0f}"
         )
-        print(f"mean test return: ours {statistics.mean(ours):.1f}, sb3 {statistics.mean(sb3):.1f}")
+        print(f"{algo}: mean test return ours {statistics.mean(ours):.1f}, sb3 {statistics.mean(sb3):.1f}")
 
 
 if __name__ == "__main__":
