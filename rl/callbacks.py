@@ -1,5 +1,5 @@
 """Callbacks for `Agent.fit` and `Agent.test`: episode/step hooks, loggers, checkpoints, evaluation,
-rendering."""
+TensorBoard, rendering."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ __all__ = [
     "EvalCallback",
     "FileLogger",
     "ModelIntervalCheckpoint",
+    "TensorBoard",
     "TestLogger",
     "TrainEpisodeLogger",
     "TrainIntervalLogger",
@@ -94,7 +95,8 @@ class CallbackList:
     A `keras.callbacks.History` also records the evaluation logs of `on_eval_end`.
 
     Raises:
-        TypeError: if an entry is not a Keras callback.
+        TypeError: if an entry is not a Keras callback, or is `keras.callbacks.TensorBoard`
+            (use `rl.callbacks.TensorBoard`).
     """
 
     def __init__(self, callbacks: list[keras.callbacks.Callback] | None = None):
@@ -102,6 +104,12 @@ class CallbackList:
         for cb in self.callbacks:
             if not isinstance(cb, keras.callbacks.Callback):
                 raise TypeError(f"Each callback must be a `keras.callbacks.Callback`. Received: callback={cb!r}")
+            if isinstance(cb, keras.callbacks.TensorBoard):
+                raise TypeError(
+                    "keras.callbacks.TensorBoard cannot serve an RL agent (it needs a Keras training loop); use "
+                    f"rl.callbacks.TensorBoard(log_dir={cb.log_dir!r}, update_freq={cb.update_freq!r}), which "
+                    f"takes the same log_dir and update_freq. Received: callback={cb!r}"
+                )
             if isinstance(cb, Callback):
                 cb._callback_list = self
         self._histories = [cb for cb in self.callbacks if isinstance(cb, keras.callbacks.History)]
@@ -418,7 +426,7 @@ class EvalCallback(Callback):
     Each evaluation is reported to the other callbacks of the run through `on_eval_end(step,
     logs)`, with `logs` holding `eval_step`, `eval_mean_return`, `eval_std_return` and
     `best_mean_return`: the History returned by `fit` gets one entry per evaluation under these
-    keys, and `FileLogger` records them. With `save_best_to`, the weights are
+    keys, and `FileLogger` and `TensorBoard` record them. With `save_best_to`, the weights are
     written by `agent.save_weights(save_best_to, overwrite=True)` (each file atomically) whenever
     the mean return beats the best so far.
 
@@ -558,6 +566,134 @@ class EvalCallback(Callback):
         if self._callback_list is not None:
             self._callback_list.on_eval_end(step, logs)
         return logs
+
+
+class TensorBoard(Callback):
+    """Writes TensorBoard scalars of a run through `tf.summary`.
+
+    `keras.callbacks.TensorBoard` needs a Keras training loop; this callback takes its main
+    arguments (`log_dir`, `update_freq`) and writes, under `log_dir/train` for `fit`:
+
+    - per episode, at the agent's step count: `episode_reward` and `nb_episode_steps`;
+    - per update (every `update_freq` steps, or each episode): the mean of each of
+      `agent.metrics_names` over the steps since the last update, NaN values left out (a metric
+      with no finite value is not written), and `steps_per_second`;
+    - per evaluation of an `EvalCallback` in the same run, at the evaluated step:
+      `eval_mean_return`, `eval_std_return` and `best_mean_return`.
+
+    For `test`, `episode_reward` and `nb_episode_steps` go under `log_dir/test`, at the episode
+    number. Writing needs only TensorFlow; to view them, install TensorBoard (`pip install
+    keras-rl3[tensorboard]`) and run `tensorboard --logdir LOG_DIR`.
+
+    Args:
+        log_dir: the folder to write the event files in. Defaults to `"logs"`.
+        update_freq: `"episode"` (or Keras' `"epoch"`) to write the metrics once per episode,
+            or an integer `N` >= 1 to write them every `N` training steps (`"batch"` means 1).
+            Defaults to `"episode"`.
+        write_steps_per_second: whether to write `steps_per_second` with each update. Defaults
+            to `True`.
+
+    Raises:
+        TypeError: if `log_dir` is not a path.
+        ValueError: if `update_freq` is neither `"episode"`, `"epoch"`, `"batch"` nor an integer >= 1.
+
+    Example:
+
+    ```python
+    agent.fit(env, nb_steps=20_000, callbacks=[TensorBoard(log_dir="logs/ddpg", update_freq=1000)])
+    # then: tensorboard --logdir logs/ddpg
+    ```
+    """
+
+    def __init__(
+        self,
+        log_dir: str | os.PathLike = "logs",
+        update_freq: str | int = "episode",
+        write_steps_per_second: bool = True,
+    ):
+        super().__init__()
+        if not isinstance(log_dir, (str, os.PathLike)):
+            raise TypeError(f"`log_dir` must be a path. Received: log_dir={log_dir!r}")
+        self.log_dir = os.fspath(log_dir)
+        if update_freq in ("episode", "epoch"):
+            self.update_freq: str | int = "episode"
+        elif update_freq == "batch":
+            self.update_freq = 1
+        elif isinstance(update_freq, str):
+            raise ValueError(
+                "`update_freq` must be 'episode', 'epoch', 'batch' or an integer >= 1. "
+                f"Received: update_freq={update_freq!r}"
+            )
+        else:
+            self.update_freq = check_int("update_freq", update_freq, minimum=1)
+        self.write_steps_per_second = bool(write_steps_per_second)
+        self._writer: Any = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        import tensorflow as tf  # only where summaries are written
+        from tensorflow.core.framework import summary_pb2
+
+        # What `tf.summary.scalar` writes, without needing the tensorboard package to write it.
+        self._metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+            data_class=summary_pb2.DATA_CLASS_SCALAR,
+        ).SerializeToString()
+        self._training = bool(self.model.training)
+        self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "train" if self._training else "test"))
+        self._names = list(self.model.metrics_names)
+        self._start_update()
+
+    def _start_update(self) -> None:
+        self._metrics: list = []
+        self._update_start = time.perf_counter()
+
+    def _scalars(self, values: dict, step: int) -> None:
+        import tensorflow as tf
+
+        with self._writer.as_default():
+            for tag, value in values.items():
+                tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=self._metadata)
+
+    def _write_update(self) -> None:
+        steps = len(self._metrics)
+        if not steps:
+            return
+        values = {}
+        if self._names:
+            metrics = np.asarray(self._metrics, dtype=np.float64).reshape(steps, -1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN columns during warm-up
+                means = np.nanmean(metrics, axis=0)
+            values.update({name: float(m) for name, m in zip(self._names, means) if np.isfinite(m)})
+        if self.write_steps_per_second:
+            values["steps_per_second"] = steps / max(time.perf_counter() - self._update_start, 1e-9)
+        self._scalars(values, self.model.step)
+        self._start_update()
+
+    def on_step_end(self, step: int, logs: dict | None = None) -> None:
+        if not self._training:
+            return
+        self._metrics.append(logs["metrics"])
+        if self.update_freq != "episode" and self.model.step % self.update_freq == 0:
+            self._write_update()
+
+    def on_episode_end(self, episode: int, logs: dict | None = None) -> None:
+        at = self.model.step if self._training else episode
+        self._scalars(
+            {"episode_reward": float(logs["episode_reward"]), "nb_episode_steps": int(logs["nb_episode_steps"])}, at
+        )
+        if self._training and self.update_freq == "episode":
+            self._write_update()
+
+    def on_eval_end(self, step: int, logs: dict | None = None) -> None:
+        self._scalars({k: float(v) for k, v in (logs or {}).items() if k != "eval_step"}, step)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._training and self.update_freq != "episode":
+            self._write_update()  # the steps since the last update
+        self._writer.flush()
+        self._writer.close()
+        self._writer = None
 
 
 class Visualizer(Callback):
