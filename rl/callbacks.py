@@ -304,7 +304,7 @@ class FileLogger(Callback):
     `duration` and each of `agent.metrics_names`), one entry per episode; with an `EvalCallback`
     in the same run, also one entry per evaluation under `eval_step`, `eval_mean_return`,
     `eval_std_return` and `best_mean_return`. It is rewritten atomically every `interval` steps and
-    at the end of training.
+    at the end of training. `python -m rl.plot LOG.json` draws it (see `rl.plot.plot_log`).
 
     Args:
         filepath: path of the JSON file.
