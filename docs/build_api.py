@@ -18,7 +18,7 @@ import os
 import re
 import sys
 
-MODULES = ["rl", "rl.core", "rl.agents", "rl.memory", "rl.random", "rl.callbacks", "rl.util"]
+MODULES = ["rl", "rl.core", "rl.agents", "rl.memory", "rl.random", "rl.callbacks", "rl.plot", "rl.util"]
 DOCS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(DOCS)
 OUTPUT = os.path.join(DOCS, "api.md")

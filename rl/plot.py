@@ -72,7 +72,7 @@ def plot_log(
         out: image file to write (its extension picks the format: `.png`, `.svg`, `.pdf`, ...),
             or `None` to only return the figure. Defaults to `None`.
         window: episodes in the rolling mean, >= 1. Defaults to `10`.
-        title: the figure's title, or `None` for the file name (or none for a dict). Defaults to
+        title: the figure's title, or `None` for the file name (no title for a dict). Defaults to
             `None`.
 
     Returns:
