@@ -10,7 +10,6 @@ import os
 import re
 
 import gymnasium as gym
-import pytest
 from test_ddpg import make_agent as make_ddpg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +24,6 @@ def python_blocks():
 
 
 def test_samples_run_and_produce_what_the_guide_says(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("matplotlib")
     monkeypatch.chdir(tmp_path)
     blocks = python_blocks()
     assert len(blocks) == 4
