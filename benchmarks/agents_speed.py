@@ -1,27 +1,44 @@
-"""DDPG, TD3 and SAC training speed on Pendulum-v1: this library, and optionally Stable-Baselines3, in one run.
+"""Training speed of DDPG, TD3 and SAC on Pendulum-v1: this library and Stable-Baselines3 in one run.
 
-Each run is a fresh subprocess (so its peak memory is its own); with `--vs sb3` the two libraries
+Each run is a fresh subprocess (so its peak memory is its own). With `--vs sb3` the two libraries
 alternate (ours first in even pairs, SB3 first in odd ones) with identical settings: same network
-sizes, batch, learning rate, tau, gamma, warm-up, Ornstein-Uhlenbeck noise, buffer, and one
-gradient step per environment step (or, with `--gradient-steps K`, K gradient steps every K
-environment steps: the same number of updates, in bursts). Printed per run: env steps/s (for
-our agent also whether the training step ran with XLA or plain TensorFlow, and the rate after its
-first training call, which traces and compiles the step), the share of wall time inside the
-compiled training/acting call, peak RSS, and the mean noise-free test return.
+sizes, batch, learning rate, tau, gamma, warm-up, exploration noise, buffer, and one gradient step
+per environment step (or, with `--gradient-steps K`, K gradient steps every K environment steps:
+the same number of updates, in bursts). Printed per run: env steps/s (for our agent also whether
+the training step ran with XLA or plain TensorFlow, and the rate after its first training call,
+which traces and compiles the step), the share of wall time inside our compiled call (the
+training step fused with acting, or acting alone), peak RSS, and the mean return of 10 noise-free
+test episodes. Then, per algorithm: the median steps/s of each library, the ratio ours/SB3 of
+each pair and their median, and the mean test returns.
 
-    python benchmarks/agents_speed.py --algo ddpg td3 sac --setting large --seeds 0 1 2 --vs sb3
-    python benchmarks/agents_speed.py --algo ddpg --setting keras-rl --seeds 0 1 2 --vs sb3
-    python benchmarks/agents_speed.py --algo ddpg --setting small --seeds 0 1 2 --vs sb3
+The full benchmark (20 000 steps, 3 alternating pairs, all three algorithms; ~1 h on 2 cores):
 
-Settings: `large` = actor and critic [256, 256], batch 64; `small` = keras-rl's example sizes
-(actor 3 x Dense(16), critic 3 x Dense(32)), batch 32; `keras-rl` = keras-rl's exact example
-configuration: those sizes, batch 32, `target_model_update=1e-3`, warm-up 100 and
-`Adam(learning_rate=1e-3, clipnorm=1.)` (SB3 has no per-variable clipping option: it runs
-without). TD3 explores with Gaussian noise of 0.1 action half-widths (0.2 on Pendulum) and uses
-policy_delay=2, target noise 0.2 clipped at 0.5 (half-widths) in both libraries; SAC learns its
-entropy coefficient ("auto") in both. Exploration for DDPG: Ornstein-Uhlenbeck noise.
-`--threads N` sets TensorFlow's intra-op threads (and, unless `--sb3-threads` says otherwise,
-torch's threads) to N; 0 keeps the default.
+    python benchmarks/agents_speed.py --algo ddpg td3 sac --setting large --vs sb3
+    python benchmarks/agents_speed.py --algo ddpg td3 sac --setting small --vs sb3
+    python benchmarks/agents_speed.py --algo ddpg td3 sac --setting keras-rl --vs sb3
+
+each also with `--threads 1` (one TensorFlow intra-op thread and one torch thread) or
+`--threads 1 --sb3-threads 0` (ours one thread, torch its default). One algorithm, ours alone:
+`python benchmarks/agents_speed.py --algo td3 --setting large`. A smoke test:
+`python benchmarks/agents_speed.py --algo ddpg td3 sac --steps 1500 --seeds 0 --vs sb3`.
+
+Settings (both libraries):
+
+- `large`: actor and critic [256, 256], batch 64, tau 0.005, warm-up 1000.
+- `small`: keras-rl's example sizes (actor 3 x Dense(16), critic 3 x Dense(32)), batch 32, tau
+  0.005, warm-up 1000.
+- `keras-rl`: keras-rl's DDPG example configuration: those sizes, batch 32, tau 0.001
+  (`target_model_update=1e-3`), warm-up 100, and for us `Adam(learning_rate=1e-3, clipnorm=1.)`
+  (SB3 has no per-tensor gradient-norm clipping option: it runs without).
+
+All: Adam learning rate 1e-3, gamma 0.99, a 100 000-transition buffer. Exploration: DDPG
+Ornstein-Uhlenbeck noise theta 0.15, sigma 0.3, dt 0.01 in the environment's action units
+(keras-rl's); TD3 Gaussian noise of 0.1 x the action range's half-width (0.2 on Pendulum), policy
+delay 2, target policy noise 0.2 clipped at 0.5 (half-width units, as ours are documented); SAC
+none beyond its own sampling, entropy coefficient learned from 1 (`ent_coef="auto"`), log stds
+clipped to [-20, 2]. SB3 adds exploration noise to the action scaled to [-1, 1], so its scales
+are ours divided by the half-width (`OrnsteinUhlenbeckActionNoise(sigma=0.15)`,
+`NormalActionNoise(sigma=0.1)`); its TD3 target noise is already in those units.
 """
 
 from __future__ import annotations
@@ -37,30 +54,19 @@ import time
 
 from machine import describe
 
-SETTINGS = {
-    "large": {"actor": [256, 256], "critic": [256, 256], "batch_size": 64},
-    "small": {"actor": [16, 16, 16], "critic": [32, 32, 32], "batch_size": 32},
-    "keras-rl": {
-        "actor": [16, 16, 16],
-        "critic": [32, 32, 32],
-        "batch_size": 32,
-        "tau": 1e-3,
-        "warmup": 100,
-        "clipnorm": 1.0,
-    },
-}
 ALGOS = ("ddpg", "td3", "sac")
-COMMON = {
-    "learning_rate": 1e-3,
-    "tau": 0.005,
-    "gamma": 0.99,
-    "warmup": 1000,
-    "buffer": 100_000,
-    "ou_theta": 0.15,
-    "ou_sigma": 0.3,
-    "ou_dt": 1e-2,
-    "td3_noise": 0.1,  # exploration noise in action half-widths
+SMALL = {"actor": [16, 16, 16], "critic": [32, 32, 32], "batch_size": 32}
+SETTINGS = {
+    "large": {"actor": [256, 256], "critic": [256, 256], "batch_size": 64, "tau": 0.005, "warmup": 1000},
+    "small": {**SMALL, "tau": 0.005, "warmup": 1000},
+    "keras-rl": {**SMALL, "tau": 0.001, "warmup": 100, "clipnorm": 1.0},
 }
+COMMON = {"learning_rate": 1e-3, "gamma": 0.99, "buffer": 100_000}
+# DDPG's Ornstein-Uhlenbeck noise in the environment's action units; TD3's noises (exploration and
+# target smoothing) in units of the action range's half-width, which are SB3's [-1, 1] units.
+OU_NOISE = {"theta": 0.15, "sigma": 0.3, "dt": 1e-2}
+TD3_ARGS = {"noise_sigma": 0.1, "policy_delay": 2, "target_policy_noise": 0.2, "target_noise_clip": 0.5}
+ENV_ID = "Pendulum-v1"
 TEST_EPISODES = 10
 
 
@@ -82,71 +88,91 @@ def evaluate(policy, env, seed: int) -> float:
     return sum(returns) / len(returns)
 
 
-def run_ours(algo: str, setting: dict, steps: int, seed: int, every: int = 1) -> dict:
-    import gymnasium as gym
+# ------------------------------------------------------------------ this library
+def build_models(algo: str, setting: dict, env):
+    """Actor and critic as in `examples/`: the DDPG/TD3 actor ends in tanh scaled to the bounds,
+    SAC's outputs 2 * nb_actions units (means, then log stds) and lets the agent squash them."""
     import keras
     from keras import layers
 
-    from rl.agents import DDPGAgent, SACAgent, TD3Agent
-    from rl.memory import SequentialMemory
-    from rl.random import GaussianWhiteNoiseProcess, OrnsteinUhlenbeckProcess
-
-    c = {**COMMON, **setting}
-    keras.utils.set_random_seed(seed)
-    env = gym.make("Pendulum-v1")
     obs_shape, nb_actions = env.observation_space.shape, env.action_space.shape[0]
-    high = float(env.action_space.high[0])
     obs_in = keras.Input((1,) + obs_shape)
     x = layers.Flatten()(obs_in)
     for units in setting["actor"]:
         x = layers.Dense(units, activation="relu")(x)
     if algo == "sac":
-        actor = keras.Model(obs_in, layers.Dense(2 * nb_actions)(x))  # means and log stds
+        actor = keras.Model(obs_in, layers.Dense(2 * nb_actions)(x))
     else:
-        actor = keras.Model(obs_in, layers.Rescaling(high)(layers.Dense(nb_actions, activation="tanh")(x)))
+        x = layers.Dense(nb_actions, activation="tanh")(x)
+        actor = keras.Model(obs_in, layers.Rescaling(float(env.action_space.high[0]))(x))
     action_in, critic_obs_in = keras.Input((nb_actions,)), keras.Input((1,) + obs_shape)
     y = layers.Concatenate()([action_in, layers.Flatten()(critic_obs_in)])
     for units in setting["critic"]:
         y = layers.Dense(units, activation="relu")(y)
     critic = keras.Model([action_in, critic_obs_in], layers.Dense(1)(y))
-    args = dict(
-        nb_actions=nb_actions,
-        actor=actor,
-        critic=critic,
-        critic_action_input=action_in,
-        memory=SequentialMemory(limit=c["buffer"], seed=seed),
-        batch_size=c["batch_size"],
-        gamma=c["gamma"],
-        target_model_update=c["tau"],
-        train_interval=every,
-        gradient_steps=every,
-        jit_compile={"auto": "auto", "on": True, "off": False}[os.environ.get("RL_BENCH_JIT", "auto")],
-    )
+    return actor, critic, action_in
+
+
+def make_ours(algo: str, setting: dict, env, seed: int, every: int, jit: str):
+    import keras
+
+    from rl.agents import DDPGAgent, SACAgent, TD3Agent
+    from rl.memory import SequentialMemory
+    from rl.random import GaussianWhiteNoiseProcess, OrnsteinUhlenbeckProcess
+
+    nb_actions = env.action_space.shape[0]
+    half = float((env.action_space.high[0] - env.action_space.low[0]) / 2.0)  # Pendulum: 2
+    actor, critic, action_in = build_models(algo, setting, env)
+    common = {
+        "nb_actions": nb_actions,
+        "actor": actor,
+        "critic": critic,
+        "critic_action_input": action_in,
+        "memory": SequentialMemory(limit=COMMON["buffer"], seed=seed),
+        "batch_size": setting["batch_size"],
+        "gamma": COMMON["gamma"],
+        "target_model_update": setting["tau"],
+        "train_interval": every,
+        "gradient_steps": every,
+        "jit_compile": {"auto": "auto", "on": True, "off": False}[jit],
+    }
+    warmup = setting["warmup"]
     if algo == "sac":
-        agent = SACAgent(nb_steps_warmup=c["warmup"], ent_coef="auto", **args)
-    else:
-        if algo == "ddpg":
-            noise = OrnsteinUhlenbeckProcess(
-                theta=c["ou_theta"], sigma=c["ou_sigma"], dt=c["ou_dt"], size=nb_actions, seed=seed
-            )
-            cls, extra = DDPGAgent, {}
-        else:
-            noise = GaussianWhiteNoiseProcess(sigma=c["td3_noise"] * high, size=nb_actions, seed=seed)
-            cls, extra = TD3Agent, {"policy_delay": 2, "target_policy_noise": 0.2, "target_noise_clip": 0.5}
-        agent = cls(
-            nb_steps_warmup_critic=c["warmup"],
-            nb_steps_warmup_actor=c["warmup"],
-            random_process=noise,
-            **args,
-            **extra,
+        agent = SACAgent(**common, nb_steps_warmup=warmup, ent_coef="auto")
+    elif algo == "td3":
+        agent = TD3Agent(
+            **common,
+            nb_steps_warmup_critic=warmup,
+            nb_steps_warmup_actor=warmup,
+            random_process=GaussianWhiteNoiseProcess(sigma=TD3_ARGS["noise_sigma"] * half, size=nb_actions, seed=seed),
+            policy_delay=TD3_ARGS["policy_delay"],
+            target_policy_noise=TD3_ARGS["target_policy_noise"],
+            target_noise_clip=TD3_ARGS["target_noise_clip"],
         )
-    clip = {"clipnorm": c["clipnorm"]} if c.get("clipnorm") else {}
-    agent.compile(keras.optimizers.Adam(learning_rate=c["learning_rate"], **clip))
+    else:
+        agent = DDPGAgent(
+            **common,
+            nb_steps_warmup_critic=warmup,
+            nb_steps_warmup_actor=warmup,
+            random_process=OrnsteinUhlenbeckProcess(
+                theta=OU_NOISE["theta"], sigma=OU_NOISE["sigma"], dt=OU_NOISE["dt"], size=nb_actions, seed=seed
+            ),
+        )
+    agent.compile(keras.optimizers.Adam(learning_rate=COMMON["learning_rate"], clipnorm=setting.get("clipnorm")))
+    return agent
+
+
+def run_ours(algo: str, setting: dict, steps: int, seed: int, every: int, jit: str) -> dict:
+    import gymnasium as gym
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    env = gym.make(ENV_ID)
+    agent = make_ours(algo, setting, env, seed, every, jit)
 
     # Time spent inside the compiled call (the training step fused with acting, or acting alone),
-    # including handing the inputs over and reading the outputs back.
-    # Also when the first training call (tracing and compiling the training step) returned, for
-    # the steady-state rate after it.
+    # including handing the inputs over and reading the outputs back; and when the first training
+    # call (which traces, and with XLA compiles, the training step) returned, for the rate after it.
     inside = [0.0]
     first_train: list = []
     call = agent.call_compiled
@@ -154,29 +180,29 @@ def run_ours(algo: str, setting: dict, steps: int, seed: int, every: int = 1) ->
     def timed_call(name, options, build, x, may_use_xla=True):
         start = time.perf_counter()
         try:
-            return call(name, options, build, x, may_use_xla)
+            return call(name, options, build, x, may_use_xla=may_use_xla)
         finally:
             end = time.perf_counter()
             inside[0] += end - start
             if not first_train and name == "train":
                 first_train.extend([end, agent.step])
 
-    agent.call_compiled = timed_call
+    agent.call_compiled = timed_call  # an instance attribute: `forward` finds it first
     start = time.perf_counter()
     agent.fit(env, nb_steps=steps, verbose=0, seed=seed)
     end = time.perf_counter()
-    wall = end - start
     del agent.call_compiled
-    test_env = gym.make("Pendulum-v1")
+    wall = end - start
     agent.reset_states()
-    mean_return = evaluate(lambda obs: agent.forward(obs), test_env, seed)
+    mean_return = evaluate(lambda obs: agent.forward(obs), gym.make(ENV_ID), seed)
+    steady = (steps - first_train[1]) / (end - first_train[0]) if first_train and steps > first_train[1] else None
     return {
         "lib": "ours",
         "algo": algo,
         "seed": seed,
         "steps_per_s": steps / wall,
         "wall_s": wall,
-        "steady_steps_per_s": (steps - first_train[1]) / (end - first_train[0]),
+        "steady_steps_per_s": steady,
         "compiled_share": inside[0] / wall,
         "peak_rss_mb": peak_rss_mb(),
         "test_return": mean_return,
@@ -186,48 +212,56 @@ def run_ours(algo: str, setting: dict, steps: int, seed: int, every: int = 1) ->
     }
 
 
-def run_sb3(algo: str, setting: dict, steps: int, seed: int, every: int = 1) -> dict:
-    import gymnasium as gym
+# ------------------------------------------------------------ Stable-Baselines3
+def make_sb3(algo: str, setting: dict, env, seed: int, every: int):
     import numpy as np
     from stable_baselines3 import DDPG, SAC, TD3
     from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
-    c = {**COMMON, **setting}
-    env = gym.make("Pendulum-v1")
     nb_actions = env.action_space.shape[0]
-    high = float(env.action_space.high[0])
-    args = dict(
-        learning_rate=c["learning_rate"],
-        buffer_size=c["buffer"],
-        learning_starts=c["warmup"],
-        batch_size=c["batch_size"],
-        tau=c["tau"],
-        gamma=c["gamma"],
-        train_freq=every,
-        gradient_steps=every,
-        policy_kwargs={"net_arch": {"pi": setting["actor"], "qf": setting["critic"]}},
-        seed=seed,
-        device="cpu",
-        verbose=0,
+    # SB3 adds action noise to the action scaled to [-1, 1]: scales in half-width units.
+    half = (env.action_space.high - env.action_space.low) / 2.0
+    common = {
+        "learning_rate": COMMON["learning_rate"],
+        "buffer_size": COMMON["buffer"],
+        "learning_starts": setting["warmup"],
+        "batch_size": setting["batch_size"],
+        "tau": setting["tau"],
+        "gamma": COMMON["gamma"],
+        "train_freq": every,
+        "gradient_steps": every,
+        "policy_kwargs": {"net_arch": {"pi": setting["actor"], "qf": setting["critic"]}},
+        "seed": seed,
+        "device": "cpu",
+        "verbose": 0,
+    }
+    if algo == "sac":
+        return SAC("MlpPolicy", env, ent_coef="auto", **common)
+    if algo == "td3":
+        noise = NormalActionNoise(mean=np.zeros(nb_actions), sigma=TD3_ARGS["noise_sigma"] * np.ones(nb_actions))
+        return TD3(
+            "MlpPolicy",
+            env,
+            action_noise=noise,
+            policy_delay=TD3_ARGS["policy_delay"],
+            target_policy_noise=TD3_ARGS["target_policy_noise"],
+            target_noise_clip=TD3_ARGS["target_noise_clip"],
+            **common,
+        )
+    noise = OrnsteinUhlenbeckActionNoise(
+        mean=np.zeros(nb_actions), sigma=OU_NOISE["sigma"] / half, theta=OU_NOISE["theta"], dt=OU_NOISE["dt"]
     )
-    if algo == "ddpg":
-        noise = OrnsteinUhlenbeckActionNoise(
-            mean=np.zeros(nb_actions), sigma=c["ou_sigma"] * np.ones(nb_actions), theta=c["ou_theta"], dt=c["ou_dt"]
-        )
-        model = DDPG("MlpPolicy", env, action_noise=noise, **args)
-    elif algo == "td3":
-        noise = NormalActionNoise(mean=np.zeros(nb_actions), sigma=c["td3_noise"] * high * np.ones(nb_actions))
-        # SB3's target noise is in its normalised [-1, 1] action space: the same half-width units as ours.
-        model = TD3(
-            "MlpPolicy", env, action_noise=noise, policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5, **args
-        )
-    else:
-        model = SAC("MlpPolicy", env, ent_coef="auto", **args)
+    return DDPG("MlpPolicy", env, action_noise=noise, **common)
+
+
+def run_sb3(algo: str, setting: dict, steps: int, seed: int, every: int, jit: str) -> dict:
+    import gymnasium as gym
+
+    model = make_sb3(algo, setting, gym.make(ENV_ID), seed, every)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     wall = time.perf_counter() - start
-    test_env = gym.make("Pendulum-v1")
-    mean_return = evaluate(lambda obs: model.predict(obs, deterministic=True)[0], test_env, seed)
+    mean_return = evaluate(lambda obs: model.predict(obs, deterministic=True)[0], gym.make(ENV_ID), seed)
     return {
         "lib": "sb3",
         "algo": algo,
@@ -240,6 +274,7 @@ def run_sb3(algo: str, setting: dict, steps: int, seed: int, every: int = 1) -> 
     }
 
 
+# ------------------------------------------------------------------ the driver
 def worker(args: argparse.Namespace) -> None:
     if args.worker == "ours" and args.threads:
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(args.threads)
@@ -249,38 +284,20 @@ def worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.sb3_threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     run = run_ours if args.worker == "ours" else run_sb3
-    result = run(args.algo[0], SETTINGS[args.setting], args.steps, args.seed, args.gradient_steps)
+    result = run(args.algo[0], SETTINGS[args.setting], args.steps, args.seed, args.gradient_steps, args.jit)
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def spawn(lib: str, args: argparse.Namespace, seed: int) -> dict:
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--worker",
-        lib,
-        "--algo",
-        args.algo[0],
-        "--setting",
-        args.setting,
-        "--steps",
-        str(args.steps),
-        "--seed",
-        str(seed),
-        "--threads",
-        str(args.threads),
-        "--sb3-threads",
-        str(args.sb3_threads),
-        "--jit",
-        args.jit,
-        "--gradient-steps",
-        str(args.gradient_steps),
-    ]
+def spawn(lib: str, algo: str, args: argparse.Namespace, seed: int) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--algo", algo, "--seed", str(seed)]
+    cmd += ["--setting", args.setting, "--steps", str(args.steps), "--jit", args.jit]
+    cmd += ["--threads", str(args.threads), "--sb3-threads", str(args.sb3_threads)]
+    cmd += ["--gradient-steps", str(args.gradient_steps)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"{lib} run failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+    raise RuntimeError(f"{lib} {algo} run failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
 
 
 def fmt(r: dict) -> str:
@@ -288,16 +305,49 @@ def fmt(r: dict) -> str:
     steady = f" (after compiling: {r['steady_steps_per_s']:7.1f})" if r.get("steady_steps_per_s") else ""
     mode = {True: "  XLA ", False: "  TF  "}.get(r.get("xla"), "      ")
     return (
-        f"{r['algo']:>4} {r['lib']:>4} seed {r['seed']}:{mode}{r['steps_per_s']:7.1f} steps/s{steady}  "
-        f"wall {r['wall_s']:7.1f} s  "
-        f"compiled {share}  peak RSS {r['peak_rss_mb']:6.0f} MB  test return {r['test_return']:8.1f}"
+        f"{r['algo']} {r['lib']:>4} seed {r['seed']}:{mode}{r['steps_per_s']:7.1f} steps/s{steady}  "
+        f"wall {r['wall_s']:7.1f} s  compiled {share}  peak RSS {r['peak_rss_mb']:6.0f} MB  "
+        f"test return {r['test_return']:8.1f}"
     )
+
+
+def summarise(algo: str, runs: list[dict]) -> str:
+    """The per-algorithm summary: median steps/s, ratio per pair and its median, mean test returns."""
+    ours = [r["ours"] for r in runs]
+    line = f"{algo}: ours median {statistics.median(r['steps_per_s'] for r in ours):.1f} steps/s"
+    if "sb3" not in runs[0]:
+        return line + f", mean test return {statistics.mean(r['test_return'] for r in ours):.1f}"
+    sb3 = [r["sb3"] for r in runs]
+    ratios = [o["steps_per_s"] / s["steps_per_s"] for o, s in zip(ours, sb3)]
+    return (
+        line + f", sb3 median {statistics.median(r['steps_per_s'] for r in sb3):.1f} steps/s; "
+        f"ratio ours/sb3 median {statistics.median(ratios):.2f} (pairs {', '.join(f'{x:.2f}' for x in ratios)}); "
+        f"mean test return ours {statistics.mean(r['test_return'] for r in ours):.1f}, "
+        f"sb3 {statistics.mean(r['test_return'] for r in sb3):.1f}"
+    )
+
+
+def describe_settings(args: argparse.Namespace) -> list[str]:
+    setting = SETTINGS[args.setting]
+    lines = [
+        f"setting={args.setting} {setting} steps={args.steps} seeds={args.seeds} "
+        f"threads={args.threads or 'default'} sb3_threads={args.sb3_threads or 'default'} jit={args.jit} "
+        f"gradient_steps={args.gradient_steps} {COMMON}",
+        f"ddpg: OU noise {OU_NOISE} in env action units (SB3: sigma / half-width); "
+        f"td3: {TD3_ARGS} in half-width units (SB3's [-1, 1] units); sac: ent_coef='auto', no added noise",
+    ]
+    if args.vs and setting.get("clipnorm"):
+        lines.append(
+            f"note: ours clips each gradient tensor to norm {setting['clipnorm']} (Adam clipnorm); "
+            "SB3 has no such option and runs without"
+        )
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algo", choices=ALGOS, nargs="+", default=["ddpg"])
-    parser.add_argument("--setting", choices=sorted(SETTINGS), default="large")
+    parser.add_argument("--algo", choices=ALGOS, nargs="+", default=["ddpg"], help="one or several algorithms")
+    parser.add_argument("--setting", choices=list(SETTINGS), default="large")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--vs", choices=["sb3"], default=None, help="also run Stable-Baselines3's same algorithm")
@@ -319,7 +369,6 @@ def main() -> None:
     parser.add_argument("--worker", choices=["ours", "sb3"], help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ["RL_BENCH_JIT"] = args.jit
     if args.sb3_threads is None:
         args.sb3_threads = args.threads
     if args.worker:
@@ -327,41 +376,27 @@ def main() -> None:
         return
 
     print(describe(), flush=True)
-    print(
-        f"setting={args.setting} {SETTINGS[args.setting]} steps={args.steps} threads={args.threads or 'default'} "
-        f"sb3_threads={args.sb3_threads or 'default'} jit={args.jit} gradient_steps={args.gradient_steps} {COMMON}"
-    )
-    for algo in args.algo:
-        run_pairs(algo, args)
-
-
-def run_pairs(algo: str, args: argparse.Namespace) -> None:
-    """Alternating pairs (ours first in even pairs, SB3 first in odd ones) for one algorithm."""
-    one = argparse.Namespace(**{**vars(args), "algo": [algo]})
-    pairs = []
-    for k, seed in enumerate(args.seeds):
-        order = ["ours", "sb3"] if k % 2 == 0 else ["sb3", "ours"]
-        if args.vs is None:
-            order = ["ours"]
-        results = {}
-        for lib in order:
-            results[lib] = spawn(lib, one, seed)
-            print(fmt(results[lib]), flush=True)
-        if args.vs:
-            ratio = results["ours"]["steps_per_s"] / results["sb3"]["steps_per_s"]
-            pairs.append((seed, ratio, results))
-            print(f"  {algo} pair {k} (seed {seed}): speed ratio ours/sb3 = {ratio:.2f}", flush=True)
-    if pairs:
-        ratios = [r for _, r, _ in pairs]
-        ours = [res["ours"]["test_return"] for _, _, res in pairs]
-        sb3 = [res["sb3"]["test_return"] for _, _, res in pairs]
-        rate = statistics.median(res["ours"]["steps_per_s"] for _, _, res in pairs)
-        rate_sb3 = statistics.median(res["sb3"]["steps_per_s"] for _, _, res in pairs)
-        print(
-            f"{algo}: median speed ratio ours/sb3 = {statistics.median(ratios):.2f} (pairs: "
-            f"{', '.join(f'{r:.2f}' for r in ratios)}); median steps/s ours {rate:.0f}, sb3 {rate_sb3:.0f}"
-        )
-        print(f"{algo}: mean test return ours {statistics.mean(ours):.1f}, sb3 {statistics.mean(sb3):.1f}")
+    for line in describe_settings(args):
+        print(line, flush=True)
+    summaries = []
+    for algo in dict.fromkeys(args.algo):  # in the order given, once each
+        runs = []
+        for k, seed in enumerate(args.seeds):
+            order = ["ours"] if args.vs is None else (["ours", "sb3"] if k % 2 == 0 else ["sb3", "ours"])
+            results = {}
+            for lib in order:
+                results[lib] = spawn(lib, algo, args, seed)
+                print(fmt(results[lib]), flush=True)
+            if args.vs:
+                ratio = results["ours"]["steps_per_s"] / results["sb3"]["steps_per_s"]
+                print(f"  {algo} pair {k} (seed {seed}): speed ratio ours/sb3 = {ratio:.2f}", flush=True)
+            runs.append(results)
+        summaries.append(summarise(algo, runs))
+        print(summaries[-1], flush=True)
+    if len(summaries) > 1:
+        print(f"summary ({args.setting}, {args.steps} steps):")
+        for line in summaries:
+            print("  " + line)
 
 
 if __name__ == "__main__":

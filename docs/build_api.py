@@ -32,6 +32,7 @@ MODULES = [
     "rl.memory",
     "rl.random",
     "rl.callbacks",
+    "rl.plot",
     "rl.util",
 ]
 DOCS = os.path.dirname(os.path.abspath(__file__))

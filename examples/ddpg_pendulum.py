@@ -1,7 +1,8 @@
 """Train DDPG on Pendulum-v1, save its weights, then test it without exploration noise.
 
 python examples/ddpg_pendulum.py                 # 20 000 steps, seed 0
-python examples/ddpg_pendulum.py --seed 1 --steps 30000 --render
+python examples/ddpg_pendulum.py --seed 1 --steps 30000 --render   # needs: pip install keras-rl3[render]
+python examples/ddpg_pendulum.py --log ddpg_log.json --eval-interval 2000 && python -m rl.plot ddpg_log.json
 """
 
 import argparse
@@ -15,6 +16,7 @@ import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
 from rl.agents import DDPGAgent  # noqa: E402
+from rl.callbacks import EvalCallback, FileLogger  # noqa: E402
 from rl.memory import SequentialMemory  # noqa: E402
 from rl.random import OrnsteinUhlenbeckProcess  # noqa: E402
 
@@ -71,12 +73,31 @@ def main(argv=None, make=make_agent, name="ddpg", doc=__doc__):
     parser.add_argument("--weights", default=f"{name}_pendulum_weights.h5f", help="weights file name (keras-rl style)")
     parser.add_argument("--test-episodes", type=int, default=10, help="noise-free test episodes (default: 10)")
     parser.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar, 2 one line per episode")
+    parser.add_argument("--log", metavar="PATH", help="write the training episodes to this JSON file (FileLogger)")
+    parser.add_argument(
+        "--eval-interval",
+        type=int,
+        default=0,
+        metavar="N",
+        help="evaluate 5 noise-free episodes every N steps (0: off)",
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        try:
+            import pygame  # noqa: F401  # gymnasium draws Pendulum with it
+        except ImportError:
+            parser.error("--render needs pygame: install it with `pip install keras-rl3[render]` (or `.[render]`)")
 
     keras.utils.set_random_seed(args.seed)  # the networks' initial weights
     env = gym.make("Pendulum-v1")
     agent = make(env, args.seed)
-    agent.fit(env, nb_steps=args.steps, verbose=args.verbose, log_interval=5000, seed=args.seed)
+    callbacks = []
+    if args.eval_interval:  # a separate env, seeded apart from training and testing
+        eval_env = gym.make("Pendulum-v1")
+        callbacks.append(EvalCallback(eval_env, eval_interval=args.eval_interval, nb_episodes=5, seed=args.seed + 2000))
+    if args.log:
+        callbacks.append(FileLogger(args.log))
+    agent.fit(env, nb_steps=args.steps, verbose=args.verbose, log_interval=5000, seed=args.seed, callbacks=callbacks)
     agent.save_weights(args.weights, overwrite=True)
     print(f"Saved weights to {', '.join(agent.weights_paths(args.weights))}")
 

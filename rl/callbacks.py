@@ -1,7 +1,9 @@
-"""Callbacks for `Agent.fit` and `Agent.test`: episode/step hooks, loggers, checkpoints, rendering."""
+"""Callbacks for `Agent.fit` and `Agent.test`: episode/step hooks, loggers, checkpoints, evaluation,
+TensorBoard, rendering."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -16,8 +18,10 @@ __all__ = [
     "Callback",
     "CallbackList",
     "Checkpoint",
+    "EvalCallback",
     "FileLogger",
     "ModelIntervalCheckpoint",
+    "TensorBoard",
     "TestLogger",
     "TrainEpisodeLogger",
     "TrainIntervalLogger",
@@ -30,10 +34,12 @@ class Callback(keras.callbacks.Callback):
 
     `self.model` is the agent and `self.env` the environment. Episode logs hold `episode_reward`,
     `nb_episode_steps` and `nb_steps`; step logs hold `action`, `observation`, `reward`,
-    `metrics` (ordered as `agent.metrics_names`), `episode` and `info`.
+    `metrics` (ordered as `agent.metrics_names`), `episode` and `info`. Evaluation logs (see
+    `EvalCallback`) hold `eval_step`, `eval_mean_return`, `eval_std_return` and `best_mean_return`.
     """
 
     env: Any = None
+    _callback_list: CallbackList | None = None  # the list running this callback (set by `CallbackList`)
 
     def _set_env(self, env: Any) -> None:
         self.env = env
@@ -56,6 +62,9 @@ class Callback(keras.callbacks.Callback):
     def on_action_end(self, action: Any, logs: dict | None = None) -> None:
         """Called after each `env.step`."""
 
+    def on_eval_end(self, step: int, logs: dict | None = None) -> None:
+        """Called after each evaluation of an `EvalCallback`; `step` is the training step it evaluated."""
+
 
 _HOOKS = (
     "on_train_begin",
@@ -66,6 +75,7 @@ _HOOKS = (
     "on_step_end",
     "on_action_begin",
     "on_action_end",
+    "on_eval_end",
 )
 # Plain Keras callbacks see episodes as epochs and steps as batches.
 _KERAS_EQUIVALENT = {
@@ -82,6 +92,11 @@ class CallbackList:
     """Drives a list of callbacks; plain `keras.callbacks.Callback`s get epoch/batch calls.
 
     Only the hooks a callback overrides are called, so unused hooks cost nothing per step.
+    A `keras.callbacks.History` also records the evaluation logs of `on_eval_end`.
+
+    Raises:
+        TypeError: if an entry is not a Keras callback, or is `keras.callbacks.TensorBoard`
+            (use `rl.callbacks.TensorBoard`).
     """
 
     def __init__(self, callbacks: list[keras.callbacks.Callback] | None = None):
@@ -89,6 +104,15 @@ class CallbackList:
         for cb in self.callbacks:
             if not isinstance(cb, keras.callbacks.Callback):
                 raise TypeError(f"Each callback must be a `keras.callbacks.Callback`. Received: callback={cb!r}")
+            if isinstance(cb, keras.callbacks.TensorBoard):
+                raise TypeError(
+                    "keras.callbacks.TensorBoard cannot serve an RL agent (it needs a Keras training loop); use "
+                    f"rl.callbacks.TensorBoard(log_dir={cb.log_dir!r}, update_freq={cb.update_freq!r}), which "
+                    f"takes the same log_dir and update_freq. Received: callback={cb!r}"
+                )
+            if isinstance(cb, Callback):
+                cb._callback_list = self
+        self._histories = [cb for cb in self.callbacks if isinstance(cb, keras.callbacks.History)]
         self._hooks: dict[str, list] = {name: [] for name in _HOOKS}
         for cb in self.callbacks:
             cls = type(cb)
@@ -146,6 +170,13 @@ class CallbackList:
     def on_action_end(self, action: Any, logs: dict | None = None) -> None:
         for hook in self._hooks["on_action_end"]:
             hook(action, logs)
+
+    def on_eval_end(self, step: int, logs: dict | None = None) -> None:
+        for hook in self._hooks["on_eval_end"]:
+            hook(step, logs)
+        for history in self._histories:
+            for key, value in (logs or {}).items():
+                history.history.setdefault(key, []).append(value)
 
     def wants(self, name: str) -> bool:
         """Whether any callback listens to hook `name` (lets the loop skip building its logs)."""
@@ -270,8 +301,10 @@ class FileLogger(Callback):
     """Writes per-episode logs (return, length, mean metrics, duration) to a JSON file.
 
     The file holds one list per key (`episode`, `episode_reward`, `nb_episode_steps`, `nb_steps`,
-    `duration` and each of `agent.metrics_names`). It is rewritten atomically every `interval`
-    steps and at the end of training.
+    `duration` and each of `agent.metrics_names`), one entry per episode; with an `EvalCallback`
+    in the same run, also one entry per evaluation under `eval_step`, `eval_mean_return`,
+    `eval_std_return` and `best_mean_return`. It is rewritten atomically every `interval` steps and
+    at the end of training. `python -m rl.plot LOG.json` draws it (see `rl.plot.plot_log`).
 
     Args:
         filepath: path of the JSON file.
@@ -306,6 +339,10 @@ class FileLogger(Callback):
         row = {"episode": episode, "duration": time.perf_counter() - self._start, **logs}
         row.update({name: float(v) if np.isfinite(v) else None for name, v in zip(self._names, means)})
         for key, value in row.items():
+            self.data.setdefault(key, []).append(_jsonable(value))
+
+    def on_eval_end(self, step: int, logs: dict | None = None) -> None:
+        for key, value in (logs or {}).items():
             self.data.setdefault(key, []).append(_jsonable(value))
 
     def on_train_end(self, logs: dict | None = None) -> None:
@@ -375,6 +412,288 @@ class Checkpoint(Callback):
         self.model.save_checkpoint(self.dirpath, env=self.env)
         if self.verbose:
             print(f"Step {total}: checkpoint saved to {self.dirpath}")
+
+
+class EvalCallback(Callback):
+    """Evaluates the agent on a separate environment during training and keeps the best weights.
+
+    Every `eval_interval` training steps (counted by `agent.step`, so across `fit` calls) it runs
+    `nb_episodes` episodes with `agent.test`: no exploration noise, no learning, the weights
+    trained so far. Training then continues where it was; the training episode in progress goes
+    on with a fresh agent episode state (noise process, observation window), since the test
+    episodes reset it.
+
+    Each evaluation is reported to the other callbacks of the run through `on_eval_end(step,
+    logs)`, with `logs` holding `eval_step`, `eval_mean_return`, `eval_std_return` and
+    `best_mean_return`: the History returned by `fit` gets one entry per evaluation under these
+    keys, and `FileLogger` and `TensorBoard` record them. With `save_best_to`, the weights are
+    written by `agent.save_weights(save_best_to, overwrite=True)` (each file atomically) whenever
+    the mean return beats the best so far.
+
+    A training loop other than `fit` (offline training, for example) can call `evaluate_now(step)`
+    itself, after `set_model(agent)`.
+
+    Args:
+        eval_env: the environment to evaluate on, a gymnasium environment apart from the training
+            one, with the same spaces.
+        eval_interval: training steps between evaluations, >= 1. Defaults to `10000`.
+        nb_episodes: episodes per evaluation, >= 1. Defaults to `5`.
+        save_best_to: weights path for `agent.save_weights` (for DDPG, `"best.weights.h5"` writes
+            `best_actor.weights.h5` and `best_critic.weights.h5`), or `None` not to save.
+            Defaults to `None`.
+        verbose: `1` prints one line per evaluation, `0` nothing. Defaults to `1`.
+        seed: seeds the evaluation environment's first reset at every evaluation, so each
+            evaluation plays the same start states; `None` leaves it unseeded. Defaults to `None`.
+        nb_max_episode_steps: truncate evaluation episodes after this many steps, or `None`.
+            Defaults to `None`.
+
+    Attributes:
+        evaluations: one dict per evaluation: its logs, plus `returns` (each episode's return).
+        best_mean_return: the best mean return so far (`-inf` before the first evaluation).
+        best_step: the training step of the best evaluation, or `None`.
+
+    Raises:
+        TypeError: if `eval_env` is not an environment, or an argument has the wrong type.
+        ValueError: if `eval_interval` or `nb_episodes` is below 1, or (when training starts) the
+            evaluation environment's spaces differ from the training environment's.
+
+    Example:
+
+    ```python
+    eval_cb = EvalCallback(gym.make("Pendulum-v1"), eval_interval=5000, nb_episodes=5,
+                           save_best_to="best.weights.h5", seed=0)
+    history = agent.fit(env, nb_steps=20_000, callbacks=[eval_cb])
+    history.history["eval_step"], history.history["eval_mean_return"]  # [5000, ...], [...]
+    agent.load_weights("best.weights.h5")  # the best evaluated weights
+    ```
+    """
+
+    def __init__(
+        self,
+        eval_env: Any,
+        eval_interval: int = 10000,
+        nb_episodes: int = 5,
+        save_best_to: str | os.PathLike | None = None,
+        verbose: int = 1,
+        seed: int | None = None,
+        nb_max_episode_steps: int | None = None,
+    ):
+        super().__init__()
+        if not (callable(getattr(eval_env, "reset", None)) and callable(getattr(eval_env, "step", None))):
+            raise TypeError(
+                f"`eval_env` must be a gymnasium environment (with `reset` and `step`). Received: eval_env={eval_env!r}"
+            )
+        if save_best_to is not None and not isinstance(save_best_to, (str, os.PathLike)):
+            raise TypeError(f"`save_best_to` must be a path or None. Received: save_best_to={save_best_to!r}")
+        self.eval_env = eval_env
+        self.eval_interval = check_int("eval_interval", eval_interval, minimum=1)
+        self.nb_episodes = check_int("nb_episodes", nb_episodes, minimum=1)
+        self.save_best_to = None if save_best_to is None else os.fspath(save_best_to)
+        self.verbose = check_int("verbose", verbose, minimum=0)
+        self.seed = None if seed is None else check_int("seed", seed)
+        self.nb_max_episode_steps = (
+            None if nb_max_episode_steps is None else check_int("nb_max_episode_steps", nb_max_episode_steps, minimum=1)
+        )
+        self.evaluations: list[dict] = []
+        self.best_mean_return = -math.inf
+        self.best_step: int | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        for name in ("action_space", "observation_space"):
+            train_space, eval_space = getattr(self.env, name, None), getattr(self.eval_env, name, None)
+            if train_space is not None and eval_space is not None and train_space != eval_space:
+                raise ValueError(
+                    f"The evaluation environment's {name} differs from the training environment's "
+                    f"({train_space}). Received: eval_env.{name}={eval_space}"
+                )
+
+    def on_step_end(self, step: int, logs: dict | None = None) -> None:
+        if self.model.training and self.model.step % self.eval_interval == 0:
+            self.evaluate_now(self.model.step)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._callback_list = None  # a later `evaluate_now` outside a run reports to nobody
+
+    def evaluate_now(self, step: int | None = None) -> dict:
+        """Evaluates the agent now, records the result and saves the weights if they are the best.
+
+        Args:
+            step: the training step to file the result under. Defaults to `agent.step`.
+
+        Returns:
+            The evaluation logs: `eval_step`, `eval_mean_return`, `eval_std_return` and
+            `best_mean_return`.
+
+        Raises:
+            ValueError: if no agent was set (pass the callback to `fit`, or call `set_model`).
+        """
+        agent = self.model
+        if agent is None:
+            raise ValueError("EvalCallback has no agent: pass it to `fit`, or call `set_model(agent)` first.")
+        step = agent.step if step is None else check_int("step", step, minimum=0)
+        history = agent.test(
+            self.eval_env,
+            nb_episodes=self.nb_episodes,
+            visualize=False,
+            verbose=0,
+            seed=self.seed,
+            nb_max_episode_steps=self.nb_max_episode_steps,
+        )
+        returns = [float(r) for r in history.history["episode_reward"]]
+        mean, std = float(np.mean(returns)), float(np.std(returns))
+        improved = mean > self.best_mean_return
+        if improved:
+            self.best_mean_return, self.best_step = mean, step
+            if self.save_best_to is not None:
+                folder = os.path.dirname(self.save_best_to)
+                if folder:
+                    os.makedirs(folder, exist_ok=True)
+                agent.save_weights(self.save_best_to, overwrite=True)
+        logs = {
+            "eval_step": step,
+            "eval_mean_return": mean,
+            "eval_std_return": std,
+            "best_mean_return": self.best_mean_return,
+        }
+        self.evaluations.append({**logs, "returns": returns})
+        if self.verbose:
+            line = f"Step {step}: eval mean return {mean:.3f} +/- {std:.3f} over {len(returns)} episodes"
+            if improved:
+                line += " (new best" + (f", saved to {self.save_best_to})" if self.save_best_to else ")")
+            else:
+                line += f" (best {self.best_mean_return:.3f} at step {self.best_step})"
+            print(line)
+        if self._callback_list is not None:
+            self._callback_list.on_eval_end(step, logs)
+        return logs
+
+
+class TensorBoard(Callback):
+    """Writes TensorBoard scalars of a run through `tf.summary`.
+
+    `keras.callbacks.TensorBoard` needs a Keras training loop; this callback takes its main
+    arguments (`log_dir`, `update_freq`) and writes, under `log_dir/train` for `fit`:
+
+    - per episode, at the agent's step count: `episode_reward` and `nb_episode_steps`;
+    - per update (every `update_freq` steps, or each episode): the mean of each of
+      `agent.metrics_names` over the steps since the last update, NaN values left out (a metric
+      with no finite value is not written), and `steps_per_second`;
+    - per evaluation of an `EvalCallback` in the same run, at the evaluated step:
+      `eval_mean_return`, `eval_std_return` and `best_mean_return`.
+
+    For `test`, `episode_reward` and `nb_episode_steps` go under `log_dir/test`, at the episode
+    number. Writing needs only TensorFlow; to view them, install TensorBoard (`pip install
+    keras-rl3[tensorboard]`) and run `tensorboard --logdir LOG_DIR`.
+
+    Args:
+        log_dir: the folder to write the event files in. Defaults to `"logs"`.
+        update_freq: `"episode"` (or Keras' `"epoch"`) to write the metrics once per episode,
+            or an integer `N` >= 1 to write them every `N` training steps (`"batch"` means 1).
+            Defaults to `"episode"`.
+        write_steps_per_second: whether to write `steps_per_second` with each update. Defaults
+            to `True`.
+
+    Raises:
+        TypeError: if `log_dir` is not a path.
+        ValueError: if `update_freq` is neither `"episode"`, `"epoch"`, `"batch"` nor an integer >= 1.
+
+    Example:
+
+    ```python
+    agent.fit(env, nb_steps=20_000, callbacks=[TensorBoard(log_dir="logs/ddpg", update_freq=1000)])
+    # then: tensorboard --logdir logs/ddpg
+    ```
+    """
+
+    def __init__(
+        self,
+        log_dir: str | os.PathLike = "logs",
+        update_freq: str | int = "episode",
+        write_steps_per_second: bool = True,
+    ):
+        super().__init__()
+        if not isinstance(log_dir, (str, os.PathLike)):
+            raise TypeError(f"`log_dir` must be a path. Received: log_dir={log_dir!r}")
+        self.log_dir = os.fspath(log_dir)
+        if update_freq in ("episode", "epoch"):
+            self.update_freq: str | int = "episode"
+        elif update_freq == "batch":
+            self.update_freq = 1
+        elif isinstance(update_freq, str):
+            raise ValueError(
+                "`update_freq` must be 'episode', 'epoch', 'batch' or an integer >= 1. "
+                f"Received: update_freq={update_freq!r}"
+            )
+        else:
+            self.update_freq = check_int("update_freq", update_freq, minimum=1)
+        self.write_steps_per_second = bool(write_steps_per_second)
+        self._writer: Any = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        import tensorflow as tf  # only where summaries are written
+        from tensorflow.core.framework import summary_pb2
+
+        # What `tf.summary.scalar` writes, without needing the tensorboard package to write it.
+        self._metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+            data_class=summary_pb2.DATA_CLASS_SCALAR,
+        ).SerializeToString()
+        self._training = bool(self.model.training)
+        self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "train" if self._training else "test"))
+        self._names = list(self.model.metrics_names)
+        self._start_update()
+
+    def _start_update(self) -> None:
+        self._metrics: list = []
+        self._update_start = time.perf_counter()
+
+    def _scalars(self, values: dict, step: int) -> None:
+        import tensorflow as tf
+
+        with self._writer.as_default():
+            for tag, value in values.items():
+                tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=self._metadata)
+
+    def _write_update(self) -> None:
+        steps = len(self._metrics)
+        if not steps:
+            return
+        values = {}
+        if self._names:
+            metrics = np.asarray(self._metrics, dtype=np.float64).reshape(steps, -1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN columns during warm-up
+                means = np.nanmean(metrics, axis=0)
+            values.update({name: float(m) for name, m in zip(self._names, means) if np.isfinite(m)})
+        if self.write_steps_per_second:
+            values["steps_per_second"] = steps / max(time.perf_counter() - self._update_start, 1e-9)
+        self._scalars(values, self.model.step)
+        self._start_update()
+
+    def on_step_end(self, step: int, logs: dict | None = None) -> None:
+        if not self._training:
+            return
+        self._metrics.append(logs["metrics"])
+        if self.update_freq != "episode" and self.model.step % self.update_freq == 0:
+            self._write_update()
+
+    def on_episode_end(self, episode: int, logs: dict | None = None) -> None:
+        at = self.model.step if self._training else episode
+        self._scalars(
+            {"episode_reward": float(logs["episode_reward"]), "nb_episode_steps": int(logs["nb_episode_steps"])}, at
+        )
+        if self._training and self.update_freq == "episode":
+            self._write_update()
+
+    def on_eval_end(self, step: int, logs: dict | None = None) -> None:
+        self._scalars({k: float(v) for k, v in (logs or {}).items() if k != "eval_step"}, step)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._training and self.update_freq != "episode":
+            self._write_update()  # the steps since the last update
+        self._writer.flush()
+        self._writer.close()
+        self._writer = None
 
 
 class Visualizer(Callback):

@@ -126,6 +126,7 @@ class Agent:
         self.stop_training = False
         self.history: keras.callbacks.History | None = None
         self._rng = np.random.default_rng()
+        self._running = False  # whether a `fit`/`test` loop is in progress (a run can start inside another)
 
     # ------------------------------------------------------------ to implement
     def get_config(self) -> dict[str, Any]:
@@ -381,6 +382,9 @@ class Agent:
                 self._rng = np.random.default_rng(seed)
             if hasattr(env, "action_space") and hasattr(env.action_space, "seed"):
                 env.action_space.seed(seed)
+        # A run may start inside another (`agent.test` from a callback during `fit`, e.g. EvalCallback):
+        # it keeps the outer run's state and hands it back at its end (see the `finally` below).
+        nested, outer = self._running, (self.training, self.stop_training, getattr(self, "_run_rng", None))
         # `test` draws its start steps from its own generator, leaving training's untouched.
         self._run_rng = self._rng if training else np.random.default_rng(seed)
         reset_seed = seed
@@ -401,6 +405,7 @@ class Agent:
         reward_source = "`env.step()`" if processor is None else f"`{type(processor).__name__}.process_step()`"
 
         self._on_run_begin(training)
+        self._running = True
         self.training = training
         self.stop_training = False
         end_step = self.step + nb_steps if training else None
@@ -517,6 +522,11 @@ class Agent:
                 self._end_episode()
             self.training = False
             self._on_run_end(training)
+            self._running = nested
+            if nested:  # back to the outer run: its mode, stop flag (Ctrl-C stops it too) and start-step RNG,
+                self.training, self.stop_training, self._run_rng = outer[0], outer[1] or did_abort, outer[2]
+                self._on_run_begin(outer[0])  # its run state (e.g. DDPG's training weights, now current),
+                self.reset_states()  # and a fresh episode state: the nested episodes reset it
         if bad_action is not None:
             message = f"{type(self).__name__}.forward {bad_action}"
             names = self._nonfinite_weights()
