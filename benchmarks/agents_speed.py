@@ -333,9 +333,13 @@ def describe_settings(args: argparse.Namespace) -> list[str]:
         f"setting={args.setting} {setting} steps={args.steps} seeds={args.seeds} "
         f"threads={args.threads or 'default'} sb3_threads={args.sb3_threads or 'default'} jit={args.jit} "
         f"gradient_steps={args.gradient_steps} {COMMON}",
-        f"ddpg: OU noise {OU_NOISE} in env action units (SB3: sigma / half-width); "
-        f"td3: {TD3_ARGS} in half-width units (SB3's [-1, 1] units); sac: ent_coef='auto', no added noise",
     ]
+    noise = {
+        "ddpg": f"ddpg: Ornstein-Uhlenbeck noise {OU_NOISE} in env action units (SB3: sigma / half-width)",
+        "td3": f"td3: {TD3_ARGS}, noises in half-width units (SB3's [-1, 1] units)",
+        "sac": "sac: ent_coef='auto' (learned from 1), target entropy -nb_actions, no added noise",
+    }
+    lines += [noise[algo] for algo in dict.fromkeys(args.algo)]
     if args.vs and setting.get("clipnorm"):
         lines.append(
             f"note: ours clips each gradient tensor to norm {setting['clipnorm']} (Adam clipnorm); "
