@@ -420,7 +420,7 @@ class OffPolicyAgent(DeepAgent):
         """
         _, fields = self._fields()
         b, k = self.batch_size, self.gradient_steps
-        flat = np.zeros(fields.size, dtype=np.float32)
+        flat = np.empty(fields.size, dtype=np.float32)  # every field is written below (batches when used)
         act_parts = self._process_states(state[None])
         for view, part in zip(fields.view(flat, "state"), act_parts):
             view[...] = part.reshape(view.shape)
