@@ -4,8 +4,10 @@ Usage, from the repository root:
 
     python docs/build_api.py
 
-Every public name (the module's `__all__`) of the modules below is listed with its signature and
-docstring; classes also list the public methods and properties they define that have a docstring.
+Every public name (the module's `__all__`) of every public module of the `rl` package is listed
+with its signature and docstring (the modules of `MODULES` first, in that order, then any other
+module that defines `__all__` and names something not listed yet, alphabetically); classes also
+list the public methods and properties they define that have a docstring.
 Names re-exported from another listed module link to the place where they are documented.
 Google-style sections (`Args:`, `Returns:`, ...) become Markdown lists. Standard library only.
 """
@@ -18,6 +20,7 @@ import os
 import re
 import sys
 
+# The order of the reference; `modules()` appends any other public module of `rl` with an `__all__`.
 MODULES = [
     "rl",
     "rl.core",
@@ -242,21 +245,44 @@ def describe(module_name: str, name: str, obj: object, documented: dict[str, str
     return lines
 
 
+def modules() -> list[str]:
+    """The modules documented: `MODULES`, then every other public `rl` module with an `__all__`.
+
+    A module whose public names are all documented already (an agent's module, whose class
+    `rl.agents` re-exports) is left out.
+    """
+    import pkgutil
+
+    import rl
+
+    names = list(MODULES)
+    covered = {id(getattr(module, name)) for module in map(importlib.import_module, MODULES) for name in module.__all__}
+    for info in sorted(pkgutil.walk_packages(rl.__path__, "rl."), key=lambda info: info.name):
+        if info.name in names or any(part.startswith("_") for part in info.name.split(".")):
+            continue
+        module = importlib.import_module(info.name)
+        public = getattr(module, "__all__", ())
+        if any(id(getattr(module, name)) not in covered for name in public):
+            names.append(info.name)
+    return names
+
+
 def build() -> str:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # importing rl imports TensorFlow
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
-    modules = [importlib.import_module(m) for m in MODULES]
+    names = modules()
+    modules_ = [importlib.import_module(m) for m in names]
     # Where each class or function is documented in full: the listed module that defines it, else the
     # listed module closest to where it is defined (rl.agents for rl.agents.ddpg).
     documented: dict[str, str] = {}
-    for module in modules:
+    for module in modules_:
         for name in module.__all__:
             obj = getattr(module, name)
             if not (inspect.isclass(obj) or inspect.isfunction(obj)):
                 continue
             key = f"{obj.__module__}.{obj.__qualname__}"
-            homes = [m for m in MODULES if obj.__module__ == m or obj.__module__.startswith(m + ".")]
+            homes = [m for m in names if obj.__module__ == m or obj.__module__.startswith(m + ".")]
             if homes and max(homes, key=len) == module.__name__:
                 documented[key] = f"{module.__name__}.{name}"
 
@@ -270,8 +296,8 @@ def build() -> str:
         "module is listed with its signature; classes list the public methods and properties they define.",
         "",
     ]
-    lines += [f"- [`{m}`]({anchor(m)})" for m in MODULES] + [""]
-    for module in modules:
+    lines += [f"- [`{m}`]({anchor(m)})" for m in names] + [""]
+    for module in modules_:
         lines += [f"## `{module.__name__}`", ""]
         doc = own_doc(module)
         if doc:
