@@ -67,6 +67,17 @@ def _raw(annotation: object) -> object:
     return annotation
 
 
+def _default(value: object) -> object:
+    """A default value as Python source: `numpy.float64` for a class, not `<class 'numpy.float64'>`."""
+    if inspect.isclass(value) or inspect.isfunction(value) or inspect.isbuiltin(value):
+        module = getattr(value, "__module__", None)
+        name = getattr(value, "__qualname__", getattr(value, "__name__", "?"))
+        return _Raw(name if module in (None, "builtins") else f"{module}.{name}")
+    if repr(value).startswith("<"):
+        return _Raw("...")  # an object without a source form
+    return value
+
+
 def anchor(heading: str) -> str:
     """The anchor GitHub gives a heading."""
     text = heading.strip().lower().replace("`", "")
@@ -88,7 +99,12 @@ def format_signature(name: str, obj: object, drop_first: bool = False, is_class:
     params = list(sig.parameters.values())
     if drop_first and params:
         params = params[1:]
-    params = [p.replace(annotation=_raw(p.annotation)) for p in params]
+    params = [
+        p.replace(annotation=_raw(p.annotation), default=_default(p.default))
+        if p.default is not inspect.Parameter.empty
+        else p.replace(annotation=_raw(p.annotation))
+        for p in params
+    ]
     ret = inspect.Signature.empty if is_class else _raw(sig.return_annotation)
     sig = sig.replace(parameters=params, return_annotation=ret)
     text = f"{name}{sig}"

@@ -164,6 +164,12 @@ def test_monitoring_samples_write_what_the_guide_says(page_run):
     assert (workdir / "best" / "ddpg_actor.weights.h5").is_file()
 
 
+def test_custom_environment_agent_reaches_the_origin(page_run):
+    namespace, _ = page_run("custom_environments.md")
+    lengths = namespace["history"].history["nb_episode_steps"]
+    assert len(lengths) == 3 and max(lengths) < 50, lengths  # terminated before the 50-step time limit
+
+
 def test_inference_actor_and_saved_file_act_as_the_agent(page_run):
     namespace, workdir = page_run("inference.md")
     assert (workdir / "pendulum_actor.keras").is_file()
