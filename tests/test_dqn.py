@@ -346,6 +346,8 @@ def test_exact_resume_from_a_checkpoint(tmp_path):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(resumed.target_model.get_weights(), agent.target_model.get_weights()):
         np.testing.assert_array_equal(a, b)
+    agent.load_checkpoint(tmp_path / "ckpt", env=env)  # into the agent that trained: back to step 25
+    assert agent.step == 25
 
 
 def test_nothing_is_retraced_after_the_first_steps():

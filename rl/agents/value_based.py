@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium as gym
@@ -131,16 +132,14 @@ class QPolicyMixin:
         }
 
     def _validate_policy_states(self, states: Any) -> None:
-        import copy
-
         if not isinstance(states, dict):
             raise ValueError(f"The checkpoint's agent_state.policies is invalid. Received: policies={states!r:.200}")
         for name, p in (("policy", self.policy), ("test_policy", self.test_policy)):
             if hasattr(p, "set_state"):
                 if name not in states:
                     raise ValueError(f"The checkpoint lacks the state of the {name}. Received: keys {sorted(states)}")
-                try:  # on a copy: the policy changes only when the whole load succeeds
-                    copy.deepcopy(p).set_state(states[name])
+                try:  # on a copy without the agent: the policy changes only when the whole load succeeds
+                    copy.deepcopy(p, {id(self): None}).set_state(states[name])
                 except (TypeError, ValueError, KeyError) as e:
                     raise ValueError(
                         f"The checkpoint's state of the {name} is invalid ({e}). Received: {states[name]!r:.200}"
