@@ -107,6 +107,12 @@ def _on_source_read(app, docname: str, source: list[str]) -> None:
         source[0] = build_api.build()
 
 
+def _always_reread(app, env, added, changed, removed) -> list[str]:
+    """The index's toctrees and the API page depend on files Sphinx does not track: re-read both."""
+    return ["index", "api"]
+
+
 def setup(app):
     app.connect("source-read", _on_source_read)
+    app.connect("env-get-outdated", _always_reread)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
