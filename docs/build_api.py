@@ -20,13 +20,16 @@ import os
 import re
 import sys
 
-# The order of the reference; `modules()` appends any other public module of `rl` with an `__all__`.
+# The order of the reference (a module listed here that does not exist is skipped); `modules()`
+# appends any other public module of `rl` with an `__all__`.
 MODULES = [
     "rl",
     "rl.core",
     "rl.agents",
     "rl.agents.off_policy",
     "rl.agents.actor_critic",
+    "rl.agents.value_based",
+    "rl.agents.offline",
     "rl.engine",
     "rl.engine.layout",
     "rl.engine.fields",
@@ -34,8 +37,11 @@ MODULES = [
     "rl.engine.xla",
     "rl.memory",
     "rl.random",
+    "rl.policy",
+    "rl.processors",
     "rl.callbacks",
     "rl.plot",
+    "rl.distributed",
     "rl.util",
 ]
 DOCS = os.path.dirname(os.path.abspath(__file__))
@@ -267,12 +273,13 @@ def modules() -> list[str]:
     A module whose public names are all documented already (an agent's module, whose class
     `rl.agents` re-exports) is left out.
     """
+    import importlib.util
     import pkgutil
 
     import rl
 
-    names = list(MODULES)
-    covered = {id(getattr(module, name)) for module in map(importlib.import_module, MODULES) for name in module.__all__}
+    names = [name for name in MODULES if importlib.util.find_spec(name) is not None]
+    covered = {id(getattr(module, name)) for module in map(importlib.import_module, names) for name in module.__all__}
     for info in sorted(pkgutil.walk_packages(rl.__path__, "rl."), key=lambda info: info.name):
         if info.name in names or any(part.startswith("_") for part in info.name.split(".")):
             continue
