@@ -44,6 +44,8 @@ def _seed_value(seed: int | None) -> int:
 
 
 def _q_vector(q_values: Any) -> np.ndarray:
+    if type(q_values) is np.ndarray and q_values.ndim == 1 and q_values.shape[0] and q_values.dtype.kind == "f":
+        return q_values  # the agents' case: no copy
     q = np.asarray(q_values, dtype=np.float64)
     if q.ndim != 1 or q.shape[0] == 0:
         raise ValueError(f"`q_values` must be a non-empty 1-D array. Received: q_values.shape={q.shape}")
@@ -420,5 +422,16 @@ def _draw(rng: np.random.Generator, cumulative: np.ndarray) -> int:
 
 
 def _boltzmann(rng: np.random.Generator, q: np.ndarray, tau: float, clip: tuple[float, float]) -> int:
-    z = np.clip(q / tau, clip[0], clip[1])
-    return _draw(rng, np.cumsum(np.exp(z - z.max())))  # shifting by the max leaves the probabilities as they are
+    """A draw with probabilities proportional to `exp(clip(q / tau))`, shifted by the max (same probabilities)."""
+    low, high = clip
+    if q.shape[0] <= 32:  # a few actions: plain Python floats are several times faster than numpy calls
+        z = [min(max(v / tau, low), high) for v in q.tolist()]
+        top = max(z)
+        cumulative, total = [], 0.0
+        for v in z:
+            total += math.exp(v - top)
+            cumulative.append(total)
+        u = rng.random() * total
+        return next((i for i, c in enumerate(cumulative) if u < c), len(cumulative) - 1)
+    z = np.minimum(np.maximum(q.astype(np.float64) / tau, low), high)
+    return _draw(rng, np.cumsum(np.exp(z - z.max())))

@@ -87,9 +87,12 @@ class MetricsRecorder(Callback):
 def test_keras_rl_style_script_runs():
     env = make_line_env()
     keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((1, 2)), layers.Flatten(), layers.Dense(16), layers.Activation("relu"), layers.Dense(2)]
-    )
+    model = keras.Sequential()
+    model.add(layers.Flatten(input_shape=(1,) + env.observation_space.shape))  # keras-rl's first layer
+    model.add(layers.Dense(16))
+    model.add(layers.Activation("relu"))
+    model.add(layers.Dense(2))
+    model.add(layers.Activation("linear"))
     memory = SequentialMemory(limit=1000, window_length=1)
     dqn = DQNAgent(
         model=model,

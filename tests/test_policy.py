@@ -173,3 +173,9 @@ def test_bad_q_values_are_refused():
         GreedyQPolicy().select_action(q_values=np.zeros((2, 3)))
     with pytest.raises(ValueError, match="q_values"):
         EpsGreedyQPolicy().select_action(q_values=[])
+
+
+def test_boltzmann_with_many_actions():
+    q = np.linspace(0.0, 3.0, 40)
+    p = np.exp(q) / np.exp(q).sum()
+    np.testing.assert_allclose(frequencies(BoltzmannQPolicy(seed=4), n=6000, q=q), p, atol=0.02)
