@@ -42,7 +42,7 @@ html_title = "keras-rl3"
 html_theme_options = {
     "description": "Keras-style reinforcement learning on Keras 3, TensorFlow 2 and gymnasium",
     "fixed_sidebar": True,
-    "page_width": "1100px",
+    "page_width": "1200px",
     "sidebar_width": "240px",
     "show_relbars": True,
 }
