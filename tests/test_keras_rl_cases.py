@@ -17,7 +17,7 @@ from numpy.testing import assert_allclose
 
 from rl.agents import DDPGAgent
 from rl.core import Agent, Processor
-from rl.memory import RingBuffer, SequentialMemory
+from rl.memory import Experience, RingBuffer, SequentialMemory
 from rl.processors import MultiInputProcessor
 from rl.random import OrnsteinUhlenbeckProcess
 from rl.util import WhiteningNormalizer, clone_model, clone_optimizer, huber_loss
@@ -241,6 +241,10 @@ def test_sampling_by_index_redraws_transitions_that_start_at_an_episode_end():
     assert exp[2].action == actions[4]
     assert exp[2].reward == pytest.approx(rewards[4], rel=1e-6)
     assert exp[2].terminal1 is False
+    # A random draw is keras-rl's list of Experiences too, and never starts at a final observation.
+    drawn = memory.sample(batch_size=32)
+    assert len(drawn) == 32 and all(isinstance(e, Experience) for e in drawn)
+    assert all(not np.allclose(e.state0[-1], obs[3]) for e in drawn)
 
 
 def test_sampling_by_index_refuses_positions_out_of_range():
