@@ -96,6 +96,23 @@ def test_memory_sampling_is_seeded_and_errors_name_the_value():
         EpisodeParameterMemory(limit=5, window_length=1.5)
 
 
+def test_memory_recent_state_stays_in_its_episode():
+    memory = EpisodeParameterMemory(limit=5, window_length=2)
+    o1, o2, o3 = np.ones(2), 2 * np.ones(2), 3 * np.ones(2)
+    memory.append(o1, 0, 1.0, False)
+    np.testing.assert_array_equal(memory.get_recent_state(o2), [o1, o2])
+    memory.append(o2, 0, 1.0, False, truncated=True)  # this step ends the episode: o3 is its final observation
+    np.testing.assert_array_equal(memory.get_recent_state(o3), [o2, o3])
+    memory.append(o3, 0, 0.0, False, training=False)  # keras-rl's extra call on the final observation
+    np.testing.assert_array_equal(memory.get_recent_state(o1), [np.zeros(2), o1])  # a new episode starts
+    assert memory.get_config() == {
+        "window_length": 2,
+        "ignore_episode_boundaries": False,
+        "limit": 5,
+        "seed": None,
+    }
+
+
 def test_memory_save_and_load_restore_contents_and_sampling_state(tmp_path):
     memory = EpisodeParameterMemory(limit=4, seed=3)
     for k in range(6):
