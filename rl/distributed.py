@@ -804,6 +804,7 @@ class _Learner:
         self.weights: Any = None
         self.worker_version = [-1] * self.num_workers
         self.outstanding = [0] * self.num_workers  # steps asked for and not yet returned, per worker
+        self.unstored = 0  # steps returned and not yet stored
         self.episodes: list[_Episode | None] = [None] * self.num_workers
         self.memory_owner: tuple[int, int] | None = None  # (worker, generation) of the memory's open episode
         self.since_sync = 0
@@ -816,7 +817,7 @@ class _Learner:
         self.since_sync = 0
 
     def _remaining(self) -> int:
-        return self.end_step - self.agent.step - sum(self.outstanding)
+        return self.end_step - self.agent.step - sum(self.outstanding) - self.unstored
 
     def _request(self, index: int) -> bool:
         n = min(self.steps_per_sample, self._remaining())
@@ -851,7 +852,6 @@ class _Learner:
     def _store(self, batch: TransitionBatch, cbs: CallbackList, step_logs: bool) -> None:
         agent, memory = self.agent, self.agent.memory
         index = batch.worker
-        self.outstanding[index] -= len(batch)
         self.produced[index] = True
         owner = (index, batch.generation)
         if self.memory_owner != owner or not batch.continues:
@@ -935,6 +935,7 @@ class _Learner:
                         if isinstance(result, BaseException):
                             self._failed(index, result)
                         else:
+                            self.outstanding[index] -= len(result)
                             self._store(result, cbs, step_logs)
             else:
                 for index in range(self.num_workers):
@@ -943,10 +944,14 @@ class _Learner:
                     for index, result in self.pool.wait(all_pending=False):
                         if isinstance(result, BaseException):
                             self._failed(index, result)
-                        else:
-                            self._store(result, cbs, step_logs)
-                        if agent.step < self.end_step and not agent.stop_training:
+                            continue
+                        # The worker's next request goes out first: it collects while this batch is stored.
+                        self.outstanding[index] -= len(result)
+                        self.unstored = len(result)
+                        if not agent.stop_training:
                             self._request(index)
+                        self._store(result, cbs, step_logs)
+                        self.unstored = 0
                     for index in range(self.num_workers):  # restarted or idle workers get work again
                         if self.outstanding[index] == 0 and agent.step < self.end_step:
                             self._request(index)

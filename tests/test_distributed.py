@@ -309,28 +309,25 @@ def test_ray_takes_results_as_they_finish(ray_cluster, tmp_path):
     assert set(log.workers) == {0, 1}  # and the blocked worker's, once released
 
 
-def test_ray_workers_killed_or_raising_are_restarted(ray_cluster, tmp_path):
+def test_ray_worker_whose_process_is_killed_is_restarted(ray_cluster, tmp_path):
+    # The first environment to reach its step 6 kills its worker's process (an environment that raises
+    # is the same RayError to the learner; see the in-process test).
     agent = build_agent("ddpg", TickEnv(), warmup=10)
-    faults = [("exit", str(tmp_path / "killed"), 6), ("raise", str(tmp_path / "raised"), 13)]
-    fn = env_fn(time_limit=20, faults=faults)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    fn = env_fn(time_limit=20, faults=[("exit", str(tmp_path / "killed"), 6)])
+    with pytest.warns(UserWarning, match="failed and is restarted .*ActorDiedError"):
         history = rd.fit(agent, fn, nb_steps=80, num_workers=2, steps_per_sample=5, seed=0, verbose=0)
-    messages = [str(w.message) for w in caught if "restarted" in str(w.message)]
-    assert len(messages) == 2 and any("the simulator crashed" in m for m in messages), messages
-    assert os.path.exists(tmp_path / "killed") and os.path.exists(tmp_path / "raised")
+    assert os.path.exists(tmp_path / "killed")
     assert agent.step == 80
     check_memory(agent, 80)
     assert all(n == 20 for n in history.history["nb_episode_steps"])
 
 
 @pytest.mark.slow
-def test_ddpg_with_two_ray_workers_learns_pendulum(ray_cluster):
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-    from distributed_scaling import pendulum_agent, pendulum_env
+def test_ddpg_with_two_ray_workers_learns_pendulum(ray_cluster, tmp_path):
+    """The distributed example, seed 0: the threshold and step count of the plain DDPG example (20 000 steps)."""
+    import ddpg_pendulum_distributed
 
-    agent = pendulum_agent(seed=0)
-    rd.fit(agent, pendulum_env, nb_steps=15_000, num_workers=2, steps_per_sample=25, weight_sync_interval=50,
-           seed=0, verbose=0)  # fmt: skip
-    history = agent.test(pendulum_env(), nb_episodes=10, visualize=False, verbose=0, seed=100)
-    assert np.mean(history.history["episode_reward"]) >= -200.0
+    ray_cluster.cloudpickle.register_pickle_by_value(ddpg_pendulum_distributed)  # its make_env, for the workers
+    args = ["--steps", "20000", "--seed", "0", "--workers", "2", "--verbose", "0"]
+    mean_return = ddpg_pendulum_distributed.main(args)
+    assert mean_return >= -200.0
