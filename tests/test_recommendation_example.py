@@ -1,0 +1,148 @@
+"""The offline recommendation example: simulated logs, a user's own CSV, bad files, states, item search."""
+
+import sys
+
+import numpy as np
+import pytest
+from ddpg_recommendation import (
+    ItemIndex,
+    Ratings,
+    Simulator,
+    StateTracker,
+    logged_states,
+    main,
+    make_index,
+    read_ratings_csv,
+    simulate_logs,
+    write_ratings_csv,
+)
+
+SMALL = ["--items", "2000", "--users", "1000", "--sessions", "3", "--eval-users", "400", "--verbose", "0"]
+
+
+def test_simulated_logs_train_and_the_learned_policy_beats_random(tmp_path, capsys):
+    path = tmp_path / "logs.csv"
+    out = main(SMALL + ["--steps", "400", "--write-ratings", str(path)])
+    printed = capsys.readouterr().out
+    assert "No --ratings given: wrote" in printed and str(path) in printed
+    assert path.read_text().startswith("user_id,item_id,rating,timestamp\n")
+    for name in ("learned (TD3+BC)", "logging", "random", "popularity"):
+        assert name in printed
+    assert "reward/session" in printed and "hit rate" in printed
+    table = out["table"]
+    reward, hit_rate, length = table["learned (TD3+BC)"]
+    assert reward > 1.2 * table["random"][0], table  # seeded: 400 updates already beat random by far
+    assert 0.0 <= hit_rate <= 1.0 and 1.0 <= length <= 20.0
+
+
+def test_users_own_csv_is_read_and_held_out_sessions_are_evaluated(tmp_path, capsys):
+    sim = Simulator(nb_items=500, nb_users=300, seed=3)
+    users, items, ratings, stamps = simulate_logs(sim, sessions_per_user=3, seed=3)
+    path = tmp_path / "ratings.csv"
+    # MovieLens' own header names, ids that are not 1..n, half-star ratings.
+    rows = [f"{10 * u},{1000 + i},{r - 0.5 * (r > 4)},{s}" for u, i, r, s in zip(users, items, ratings, stamps)]
+    path.write_text("userId,movieId,rating,timestamp\n" + "\n".join(rows) + "\n")
+    out = main(["--ratings", str(path), "--steps", "200", "--verbose", "0", "--positive", "3.5"])
+    printed = capsys.readouterr().out
+    assert f"Read {len(users)} ratings" in printed
+    assert "sessions held out" in printed and "hit rate@10" in printed
+    assert set(out["table"]) == {"learned (TD3+BC)", "random", "popularity"}
+    assert all(0.0 <= row[0] <= 1.0 for row in out["table"].values())
+
+
+def test_reading_keeps_the_files_ids_and_accepts_tabs_without_header(tmp_path):
+    path = tmp_path / "u.data"  # MovieLens 100k's layout
+    path.write_text("7\t30\t5\t100\n7\t10\t2\t50\n9\t30\t4\t70\n")
+    data = read_ratings_csv(str(path))
+    assert data.user_ids.tolist() == [7, 9] and data.item_ids.tolist() == [10, 30]
+    assert data.user.tolist() == [0, 0, 1] and data.item.tolist() == [1, 0, 1]
+    assert data.rating.tolist() == [5, 2, 4] and data.timestamp.tolist() == [100, 50, 70]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "the file is empty"),
+        ("user_id,item_id,rating,timestamp\n", "no rating rows"),
+        ("user_id,item_id,rating,timestamp\n1,2,5,10\n1,3,4\n", "line 3: expected 4 fields"),
+        ("1,2,5,10\n1,3,good,11\n", "line 2: rating is not a number. Received: rating='good'"),
+        ("1,2,5,10\n1,2.5,4,11\n", "line 2: item_id must be an integer. Received: item_id=2.5"),
+        ("1,2,nan,10\n", "line 1: rating must be a finite number"),
+        ("1,2,5,10,3\n1,3,4,11,3\n", "rows have 5 fields; expected 4"),
+    ],
+)
+def test_bad_csv_names_the_file_and_the_problem(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="bad.csv") as info:
+        read_ratings_csv(str(path))
+    assert message in str(info.value)
+
+
+def test_bad_csv_on_the_command_line_is_a_usage_error(tmp_path, capsys):
+    path = tmp_path / "likes.csv"
+    path.write_text("1,2,3,10\n1,3,2,11\n")
+    with pytest.raises(SystemExit) as info:
+        main(["--ratings", str(path)])
+    assert info.value.code == 2
+    assert "likes.csv: no rating is at least --positive=4: no like to learn from" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--ratings", str(tmp_path / "missing.csv")])
+    assert "missing.csv" in capsys.readouterr().err
+
+
+def test_logged_states_are_the_states_served_one_rating_at_a_time():
+    """Training sees the state the recommender computes while serving (same definition, same values)."""
+    sim = Simulator(nb_items=300, nb_users=40, seed=1)
+    users, items, ratings, stamps = simulate_logs(sim, sessions_per_user=3, seed=1)
+    data = Ratings(users - 1, items - 1, ratings.astype(np.float32), stamps, np.arange(1, 41), np.arange(1, 301))
+    embeddings = np.random.default_rng(0).standard_normal((300, 5)).astype(np.float32)
+    steps = logged_states(data, embeddings, positive=4.0, session_gap=3600, session_length=20)
+    tracker = StateTracker(embeddings, 40)
+    starts = np.r_[True, steps.terminals[:-1]]
+    for k, row in enumerate(steps.order):
+        u = np.array([data.user[row]])
+        if starts[k]:
+            tracker.dislikes[u] = 0
+        np.testing.assert_allclose(tracker.states(u)[0], steps.observations[k], atol=1e-5)
+        tracker.observe_in_session(u, np.array([data.item[row]]), np.array([data.rating[row] >= 4.0]))
+    assert steps.terminals.sum() == 40 * 3  # sessions are days apart: one episode each
+    np.testing.assert_array_equal(steps.actions, embeddings[data.item[steps.order]])
+
+
+def test_numpy_search_is_exact_and_skips_seen_items():
+    rng = np.random.default_rng(0)
+    embeddings = rng.standard_normal((70_000, 6)).astype(np.float32)  # more than one block of items
+    queries = rng.standard_normal((5, 6)).astype(np.float32)
+    scores = queries @ embeddings.T
+    seen = [set(np.argsort(-scores[n])[: 3 * n].tolist()) for n in range(5)]  # hide the best 0, 3, ... items
+    found = ItemIndex(embeddings).search(queries, seen, k=4)
+    for n in range(5):
+        assert found[n].tolist() == np.argsort(-scores[n])[3 * n : 3 * n + 4].tolist()
+
+
+def test_faiss_search_agrees_with_numpy():
+    import faiss  # noqa: F401  # the recsys extra (also in the test extra)
+
+    rng = np.random.default_rng(1)
+    embeddings = rng.standard_normal((5000, 8)).astype(np.float32)
+    queries = rng.standard_normal((20, 8)).astype(np.float32)
+    seen = [set(rng.integers(0, 5000, 30).tolist()) for _ in range(20)]
+    exact = ItemIndex(embeddings).search(queries, seen, k=3)
+    np.testing.assert_array_equal(ItemIndex(embeddings, "faiss").search(queries, seen, k=3), exact)
+
+
+def test_missing_faiss_falls_back_to_numpy_with_a_message(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if faiss were not installed
+    index = make_index(np.zeros((10, 3), dtype=np.float32), "faiss", seed=0)
+    assert index.backend == "numpy"
+    assert "pip install keras-rl3[recsys]" in capsys.readouterr().out
+
+
+def test_written_csv_reads_back(tmp_path):
+    path = tmp_path / "r.csv"
+    write_ratings_csv(str(path), np.array([2, 1]), np.array([5, 6]), np.array([4.5, 1.0]), np.array([20, 10]))
+    data = read_ratings_csv(str(path), catalogue_ids=np.arange(1, 11))
+    assert data.item_ids.tolist() == list(range(1, 11))
+    assert data.user_ids[data.user].tolist() == [1, 2] and data.item.tolist() == [5, 4]  # sorted by user
+    assert data.rating.tolist() == [1.0, 4.5]
