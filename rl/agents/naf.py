@@ -166,7 +166,8 @@ class NAFAgent(OffPolicyAgent):
         self.delta_clip = check_number("delta_clip", delta_clip, low=0.0, low_inclusive=False, allow_inf=True)
         self.nb_steps_warmup = self.warmup["q"]
         a = self.nb_actions
-        self._check_models(V_model, L_model, mu_model)
+        # Whether L_model's first input takes the action (keras-rl's layout) besides the observations.
+        self._l_takes_action = self._check_models(V_model, L_model, mu_model)
         self.add_network("mu", mu_model)
         self.add_network("V", V_model)
         self.add_network("L", L_model)
@@ -180,7 +181,8 @@ class NAFAgent(OffPolicyAgent):
         self._l_index[rows, cols] = np.arange(1, nb_entries + 1)
         self._l_diagonal = (rows == cols).astype(np.float32)  # [entries]
 
-    def _check_models(self, V: keras.Model, L: keras.Model, mu: keras.Model) -> None:
+    def _check_models(self, V: keras.Model, L: keras.Model, mu: keras.Model) -> bool:
+        """Checks the three networks' outputs, inputs and weights; returns whether L takes the action."""
         a = self.nb_actions
         want = {"V_model": 1, "mu_model": a, "L_model": a * (a + 1) // 2 if self.covariance_mode == "full" else a}
         for name, model in (("V_model", V), ("mu_model", mu), ("L_model", L)):
@@ -202,9 +204,9 @@ class NAFAgent(OffPolicyAgent):
                     f"`L_model`'s first input takes the action and must have shape (None, {a}). "
                     f"Received: L_model.inputs[0].shape={tuple(L.inputs[0].shape)}"
                 )
-            self._l_takes_action = True
+            takes_action = True
         elif len(L.inputs) == n_obs:
-            self._l_takes_action = False
+            takes_action = False
         else:
             raise ValueError(
                 f"`L_model` must take [action_input] + the {n_obs} observation input(s) of mu_model, or the "
@@ -220,6 +222,7 @@ class NAFAgent(OffPolicyAgent):
                         "networks (and keeps a target copy of V only), so build them without shared layers. "
                         f"Received: {name}={model.name!r}"
                     )
+        return takes_action
 
     def get_config(self) -> dict[str, Any]:
         return {
