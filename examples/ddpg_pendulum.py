@@ -3,6 +3,7 @@
 python examples/ddpg_pendulum.py                 # 20 000 steps, seed 0
 python examples/ddpg_pendulum.py --seed 1 --steps 30000 --render   # needs: pip install keras-rl3[render]
 python examples/ddpg_pendulum.py --log ddpg_log.json --eval-interval 2000 && python -m rl.plot ddpg_log.json
+python examples/ddpg_pendulum.py --envs 4        # 4 sub-environments (gymnasium.vector), 20 000 steps in all
 """
 
 import argparse
@@ -81,7 +82,16 @@ def main(argv=None, make=make_agent, name="ddpg", doc=__doc__):
         metavar="N",
         help="evaluate 5 noise-free episodes every N steps (0: off)",
     )
+    parser.add_argument(
+        "--envs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train on N sub-environments of a gymnasium SyncVectorEnv; --steps counts the steps of all (default: 1)",
+    )
     args = parser.parse_args(argv)
+    if args.envs < 1:
+        parser.error(f"--envs must be at least 1. Received: --envs {args.envs}")
     if args.render:
         try:
             import pygame  # noqa: F401  # gymnasium draws Pendulum with it
@@ -97,7 +107,10 @@ def main(argv=None, make=make_agent, name="ddpg", doc=__doc__):
         callbacks.append(EvalCallback(eval_env, eval_interval=args.eval_interval, nb_episodes=5, seed=args.seed + 2000))
     if args.log:
         callbacks.append(FileLogger(args.log))
-    agent.fit(env, nb_steps=args.steps, verbose=args.verbose, log_interval=5000, seed=args.seed, callbacks=callbacks)
+    train_env = env if args.envs == 1 else gym.make_vec("Pendulum-v1", num_envs=args.envs, vectorization_mode="sync")
+    agent.fit(
+        train_env, nb_steps=args.steps, verbose=args.verbose, log_interval=5000, seed=args.seed, callbacks=callbacks
+    )
     agent.save_weights(args.weights, overwrite=True)
     print(f"Saved weights to {', '.join(agent.weights_paths(args.weights))}")
 

@@ -1,0 +1,423 @@
+"""Vectorized environments: `fit` and `test` on a `gymnasium.vector.VectorEnv`.
+
+`Agent.fit` and `Agent.test` hand a vector environment to `run_vector`, the loop of this
+module. Each vector step is one compiled call for all `N` sub-environments
+(`OffPolicyAgent.forward_batch`, fused with the training scheduled by the previous step), one
+`env.step`, then `backward_batch`, which stores each sub-environment's transition as a step of
+that sub-environment's own episode.
+
+What a vector run counts and reports:
+
+- `nb_steps` (and `agent.step`) count environment steps across sub-environments: a vector step
+  of `N` sub-environments is `N` steps. The run stops at the first vector step that reaches
+  `nb_steps`, so it may take up to `N - 1` steps more. With `AutoresetMode.NEXT_STEP` a
+  sub-environment's reset step (the step after its episode ended, which only resets it) is no
+  environment step: it is neither stored nor counted.
+- Training: by default one training step per environment step (`gradient_steps` updates every
+  `train_interval` steps past the warm-up, as in `fit` on one environment), so `N` per vector
+  step; `fit(..., updates_per_vector_step=k)` runs `k` gradient steps per vector step instead
+  (SB3's `gradient_steps`), whenever one of its environment steps is a training step.
+- Callbacks: `on_step_begin` / `on_step_end` run once per environment step, in sub-environment
+  order, with `agent.step` advancing by one each time (so `Checkpoint` and
+  `ModelIntervalCheckpoint` intervals work as in `fit`); step and episode logs carry `env_index`,
+  and the History gets one `env_index` per episode besides `episode_reward`, `nb_episode_steps`
+  and `nb_steps`. `test` stops once `nb_episodes` episodes have ended (in any sub-environments);
+  the episodes still running are abandoned.
+- Seeding: `seed` resets sub-environment `i` with `seed + i` (gymnasium's rule), seeds the
+  vector action space and the agent's generator; each sub-environment explores with its own copy
+  of the agent's `random_process`, seeded from the agent's generator.
+- Truncation bootstraps from the real final observation, which gymnasium hands back by
+  autoreset mode: with `NEXT_STEP` (the default) it is the step's observation and the next step
+  only resets that sub-environment (its transition is not stored); with `SAME_STEP` it is
+  `info["final_obs"]` and the step's observation is already the next episode's first.
+  `AutoresetMode.DISABLED` is refused.
+
+Limits: `window_length` must be 1, and `memory_interval` 1; `action_repetition`,
+`nb_max_start_steps` and `nb_max_episode_steps` are refused (give each sub-environment a time
+limit instead: `gymnasium.make_vec(env_id, num_envs, max_episode_steps=...)`); `visualize` is
+ignored. In `SequentialMemory` the sub-environments' steps interleave, so each transition takes
+two slots (its observation and its next): size `limit` for twice the transitions. A checkpoint
+saved during a vector run holds what it holds in `fit` (networks, optimizers, memory, noise
+states, counters) plus the vector env's own generators (`env.np_random`,
+`env.action_space.np_random`), not the sub-environments' states or generators: a resumed run
+starts fresh episodes (reset it with a new seed), so it continues training but does not repeat
+the uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import gymnasium as gym
+import keras
+import numpy as np
+
+from rl.callbacks import CallbackList
+from rl.core import _all_finite, _finite_array, _NonFiniteAction, _short_repr
+from rl.util import check_int
+
+__all__ = ["is_vector_env", "run_vector"]
+
+
+def is_vector_env(env: Any) -> bool:
+    """Whether `env` is a `gymnasium.vector.VectorEnv` (sync, async, or a wrapper of one).
+
+    Args:
+        env: any object.
+
+    Returns:
+        `True` for a vector environment.
+    """
+    return isinstance(env, (gym.vector.VectorEnv, gym.vector.VectorWrapper))
+
+
+def autoreset_mode(env: Any) -> gym.vector.AutoresetMode:
+    """The autoreset mode of a vector environment, read from `env.metadata["autoreset_mode"]`.
+
+    Args:
+        env: a `gymnasium.vector.VectorEnv`.
+
+    Returns:
+        The `gymnasium.vector.AutoresetMode`; `NEXT_STEP` when the metadata does not say.
+
+    Raises:
+        ValueError: if the mode is `DISABLED` or not one gymnasium defines.
+    """
+    mode = (getattr(env, "metadata", None) or {}).get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+    try:
+        mode = gym.vector.AutoresetMode(mode)
+    except ValueError:
+        raise ValueError(
+            f"Unknown autoreset mode of the vector environment. Received: env.metadata['autoreset_mode']={mode!r}"
+        ) from None
+    if mode is gym.vector.AutoresetMode.DISABLED:
+        raise ValueError(
+            "The vector environment does not reset its sub-environments (autoreset_mode=DISABLED), which the "
+            "training loop needs. Create it with autoreset_mode=gymnasium.vector.AutoresetMode.NEXT_STEP (the "
+            "default) or SAME_STEP. Received: env.metadata['autoreset_mode']=AutoresetMode.DISABLED"
+        )
+    return mode
+
+
+class _SingleSpaces:
+    """One sub-environment's spaces, for the agent's `_check_env`."""
+
+    def __init__(self, env: Any):
+        self.action_space = env.single_action_space
+        self.observation_space = env.single_observation_space
+        self.unwrapped = self
+
+
+def run_vector(
+    agent: Any,
+    env: Any,
+    *,
+    training: bool,
+    nb_steps: int | None,
+    nb_episodes: int | None,
+    callbacks: list,
+    seed: int | None,
+    updates_per_vector_step: int | None = None,
+    action_repetition: int = 1,
+    nb_max_start_steps: int = 0,
+    nb_max_episode_steps: int | None = None,
+) -> keras.callbacks.History:
+    """Runs `fit` (training=True) or `test` on a vector environment; see the module's docstring.
+
+    Args:
+        agent: a compiled agent with `forward_batch` and `backward_batch` (the off-policy agents).
+        env: a `gymnasium.vector.VectorEnv` with autoreset mode `NEXT_STEP` or `SAME_STEP`.
+        training: `True` for `fit`, `False` for `test`.
+        nb_steps: with `training`, environment steps across sub-environments.
+        nb_episodes: without `training`, episodes to finish across sub-environments.
+        callbacks: callbacks (loggers included).
+        seed: sub-environment `i` is reset with `seed + i`, or `None`.
+        updates_per_vector_step: gradient steps per vector step, or `None` for one training step
+            per environment step. Defaults to `None`.
+        action_repetition, nb_max_start_steps, nb_max_episode_steps: `fit`'s arguments; only
+            their defaults are accepted.
+
+    Returns:
+        The run's `keras.callbacks.History`.
+
+    Raises:
+        TypeError: if `env` is no vector environment, or the agent cannot act in one.
+        ValueError: for an argument a vector run does not support, autoreset mode `DISABLED`,
+            non-finite observations, rewards or actions.
+    """
+    if not is_vector_env(env):
+        raise TypeError(
+            "`updates_per_vector_step` applies to vector environments (gymnasium.vector.VectorEnv) only. "
+            f"Received: env={env!r}, updates_per_vector_step={updates_per_vector_step!r}"
+        )
+    name = type(agent).__name__
+    if not (callable(getattr(agent, "forward_batch", None)) and callable(getattr(agent, "backward_batch", None))):
+        raise TypeError(
+            f"{name} cannot run on a vector environment: it acts one observation at a time (it has no "
+            "`forward_batch` / `backward_batch`). The off-policy agents (DDPGAgent, TD3Agent, SACAgent, NAFAgent, "
+            "DQNAgent) accept vector environments; for this agent, pass a single environment such as "
+            f"gymnasium.make(env_id). Received: env={env!r}"
+        )
+    if updates_per_vector_step is not None:
+        updates_per_vector_step = check_int("updates_per_vector_step", updates_per_vector_step, minimum=1)
+    for arg, value, default in (
+        ("action_repetition", action_repetition, 1),
+        ("nb_max_start_steps", nb_max_start_steps, 0),
+        ("nb_max_episode_steps", nb_max_episode_steps, None),
+    ):
+        if value != default:
+            hint = (
+                " Give each sub-environment a time limit instead: gymnasium.make_vec(env_id, num_envs, "
+                "max_episode_steps=...)."
+                if arg == "nb_max_episode_steps"
+                else ""
+            )
+            raise ValueError(f"`{arg}` is not supported with a vector environment.{hint} Received: {arg}={value!r}")
+    if getattr(agent, "memory_interval", 1) != 1:
+        raise ValueError(
+            f"A vector environment needs memory_interval=1. Received: memory_interval={agent.memory_interval}"
+        )
+    mode = autoreset_mode(env)
+    n = int(env.num_envs)
+    agent._check_env(_SingleSpaces(env))
+
+    history = keras.callbacks.History()
+    cbs = CallbackList(list(callbacks) + [history])
+    cbs.set_model(agent)
+    cbs.set_env(env)
+    cbs.set_params({"nb_steps": nb_steps} if training else {"nb_episodes": nb_episodes})
+    if seed is not None:
+        if training:
+            agent._rng = np.random.default_rng(seed)
+        env.action_space.seed(seed)
+    space = env.single_action_space
+    low = high = None
+    if getattr(space, "low", None) is not None and np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)):
+        low, high = space.low, space.high
+    processor = agent.processor
+    # Each sub-environment explores with its own noise process: the agent's for the first, copies for the others.
+    noise = None
+    if training and getattr(agent, "random_process", None) is not None:
+        noise = [agent.random_process] + [copy.deepcopy(agent.random_process) for _ in range(n - 1)]
+        for process in noise[1:]:
+            if isinstance(getattr(process, "rng", None), np.random.Generator):
+                process.rng = np.random.default_rng(int(agent._rng.integers(2**63)))
+    step_logs = cbs.wants("on_step_end")
+    step_begin = cbs.wants("on_step_begin")
+
+    nested, outer = agent._running, (agent.training, agent.stop_training, getattr(agent, "_run_rng", None))
+    agent._run_rng = agent._rng if training else np.random.default_rng(seed)
+    agent._on_run_begin(training)
+    agent._running = True
+    agent.training = training
+    agent.stop_training = False
+    end_step = agent.step + nb_steps if training else None
+    next_episode = agent.episode if training else 0
+    episode_ids = np.zeros(n, dtype=np.int64)
+    episode_steps = np.zeros(n, dtype=np.int64)
+    episode_rewards = np.zeros(n, dtype=np.float64)
+    resetting = np.zeros(n, dtype=bool)  # NEXT_STEP: the sub-environment's next step only resets it
+    episodes_done = 0
+    did_abort = False
+    running = False
+    bad_action: _NonFiniteAction | None = None
+
+    def begin_episode(i: int) -> None:
+        nonlocal next_episode
+        episode_ids[i], episode_steps[i], episode_rewards[i] = next_episode, 0, 0.0
+        next_episode += 1
+        if training:
+            agent.episode += 1
+        if noise is not None and hasattr(noise[i], "reset_states"):
+            noise[i].reset_states()
+        cbs.on_episode_begin(int(episode_ids[i]), {"env_index": i})
+
+    cbs.on_train_begin()
+    try:
+        agent._on_train_begin() if training else agent._on_test_begin()
+        agent.reset_states()
+        observations, _ = env.reset(seed=seed) if seed is not None else env.reset()
+        observations = _observations(observations, processor, n)
+        running = True
+        for i in range(n):
+            begin_episode(i)
+        while not agent.stop_training:
+            if training and agent.step >= end_step:
+                break
+            if not training and episodes_done >= nb_episodes:
+                break
+            if step_begin:
+                for i in np.flatnonzero(~resetting):
+                    cbs.on_step_begin(int(episode_steps[i]), {"env_index": int(i)})
+            actions = agent.forward_batch(observations, noise)
+            if not _all_finite(actions):
+                row = next(i for i in range(n) if not _all_finite(actions[i]))
+                raise _NonFiniteAction(actions[row], int(episode_ids[row]), int(episode_steps[row]), agent.step)
+            env_actions = actions
+            if processor is not None:
+                env_actions = np.stack([np.asarray(processor.process_action(a)) for a in actions])
+            if low is not None:
+                env_actions = np.minimum(np.maximum(env_actions, low), high)
+            result = env.step(env_actions)
+            next_obs, rewards, terminated, truncated, infos = result
+            terminated, truncated = np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
+            rewards = np.asarray(rewards, dtype=np.float64).copy()
+            stored = ~resetting
+            ended = (terminated | truncated) & stored
+            # The real next observation of each stored step (an episode's final one where it ended), and the
+            # observation each sub-environment acts on next (with SAME_STEP, the next episode's first one).
+            same_step_reset = ended if mode is gym.vector.AutoresetMode.SAME_STEP else np.zeros(n, dtype=bool)
+            final = np.array(next_obs, copy=True)
+            for i in np.flatnonzero(same_step_reset):
+                final[i] = infos["final_obs"][i]
+            want_info = processor is not None or step_logs
+            row_infos = [_row_info(infos, i) if want_info else {} for i in range(n)]
+            if processor is None:
+                following = next_obs
+            else:
+                following = [None] * n
+                for i in range(n):
+                    if stored[i]:
+                        o, r, _, row_infos[i] = processor.process_step(
+                            final[i], rewards[i], terminated[i], row_infos[i]
+                        )
+                        final_i = np.asarray(o)
+                        rewards[i] = _reward(r, int(episode_ids[i]), int(episode_steps[i]), agent.step)
+                    if not stored[i] or same_step_reset[i]:  # each observation goes through the processor once
+                        following[i] = np.asarray(processor.process_observation(next_obs[i]))
+                    if stored[i]:
+                        following[i] = final_i if following[i] is None else following[i]
+                        final[i] = final_i
+                    else:
+                        final[i] = following[i]
+            final = _checked(final, episode_ids, episode_steps)
+            if not np.isfinite(rewards[stored]).all():
+                i = int(np.flatnonzero(stored & ~np.isfinite(rewards))[0])
+                raise ValueError(
+                    f"The environment returned a non-finite reward at step {episode_steps[i]} of episode "
+                    f"{episode_ids[i]} (sub-environment {i}, agent step {agent.step}). Received: reward={rewards[i]!r}"
+                )
+            metrics = agent.backward_batch(rewards, terminated, truncated, final, stored, updates_per_vector_step)
+            for i in range(n):
+                if not stored[i]:
+                    continue
+                episode_steps[i] += 1
+                episode_rewards[i] += rewards[i]
+                if training:
+                    agent.step += 1
+                if step_logs:
+                    cbs.on_step_end(
+                        int(episode_steps[i]) - 1,
+                        {
+                            "action": actions[i],
+                            "observation": final[i],
+                            "reward": float(rewards[i]),
+                            "metrics": metrics,
+                            "episode": int(episode_ids[i]),
+                            "info": row_infos[i],
+                            "env_index": i,
+                        },
+                    )
+                if ended[i]:
+                    cbs.on_episode_end(
+                        int(episode_ids[i]),
+                        {
+                            "episode_reward": float(episode_rewards[i]),
+                            "nb_episode_steps": int(episode_steps[i]),
+                            "nb_steps": agent.step if training else int(episode_steps[i]),
+                            "env_index": i,
+                        },
+                    )
+                    episodes_done += 1
+            observations = _observations(following, None, n)
+            if mode is gym.vector.AutoresetMode.SAME_STEP:
+                starting = ended
+            else:  # NEXT_STEP: a sub-environment that ended resets at its next step, which starts its episode
+                starting, resetting = resetting, ended
+            if training or episodes_done < nb_episodes:
+                for i in np.flatnonzero(starting):
+                    begin_episode(int(i))
+    except KeyboardInterrupt:
+        did_abort = True
+    except _NonFiniteAction as e:
+        bad_action = e
+    finally:
+        if running:
+            agent._end_episode()
+        agent.training = False
+        agent._on_run_end(training)
+        agent._running = nested
+        if nested:  # back to the outer run, as `Agent._run` does
+            agent.training, agent.stop_training, agent._run_rng = outer[0], outer[1] or did_abort, outer[2]
+            agent._on_run_begin(outer[0])
+            agent.reset_states()
+    if bad_action is not None:
+        message = f"{name}.forward_batch {bad_action}"
+        names = agent._nonfinite_weights()
+        if names:
+            message += f"; non-finite weights in: {', '.join(names)}"
+        raise ValueError(message)
+    cbs.on_train_end({"did_abort": did_abort})
+    agent.history = history
+    return history
+
+
+def _observations(observations: Any, processor: Any, n: int) -> np.ndarray:
+    """The sub-environments' observations as one array `[N, *obs]`, through the processor, checked."""
+    if processor is not None:
+        observations = np.stack([np.asarray(processor.process_observation(o)) for o in observations])
+    observations = np.array(observations, copy=True)  # the vector env may reuse its buffer
+    if observations.shape[:1] != (n,):
+        raise ValueError(
+            f"A vector environment of {n} sub-environments must return {n} observations. "
+            f"Received: observations of shape {observations.shape}"
+        )
+    if observations.dtype.kind in "fc" and not _finite_array(observations):
+        i = int(np.flatnonzero(~np.isfinite(observations.reshape(n, -1)).all(axis=1))[0])
+        raise ValueError(
+            f"The environment returned an observation with NaN or inf (sub-environment {i}). "
+            f"Received: observation={_short_repr(observations[i])}"
+        )
+    return observations
+
+
+def _checked(observations: np.ndarray, episode_ids: np.ndarray, episode_steps: np.ndarray) -> np.ndarray:
+    observations = np.array(observations, copy=True)
+    if observations.dtype.kind in "fc" and not _finite_array(observations):
+        i = int(np.flatnonzero(~np.isfinite(observations.reshape(len(observations), -1)).all(axis=1))[0])
+        raise ValueError(
+            f"The environment returned an observation with NaN or inf at step {episode_steps[i]} of episode "
+            f"{episode_ids[i]} (sub-environment {i}). Received: observation={_short_repr(observations[i])}"
+        )
+    return observations
+
+
+def _reward(reward: Any, episode: int, step: int, agent_step: int) -> float:
+    try:
+        value = float(reward)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"The reward must be a number, but the processor returned a {type(reward).__name__} at step {step} of "
+            f"episode {episode} (agent step {agent_step}). Received: reward={_short_repr(reward)}"
+        ) from None
+    if not math.isfinite(value):
+        raise ValueError(
+            f"The reward must be finite at step {step} of episode {episode} (agent step {agent_step}). "
+            f"Received: reward={value!r}"
+        )
+    return value
+
+
+def _row_info(infos: dict, i: int) -> dict:
+    """Sub-environment `i`'s part of a vector env's info dict (gymnasium keeps `_key` masks beside each key)."""
+    out = {}
+    for key, value in infos.items():
+        if key.startswith("_"):
+            continue
+        mask = infos.get("_" + key)
+        if mask is not None and not mask[i]:
+            continue
+        out[key] = _row_info(value, i) if isinstance(value, dict) else value[i]
+    return out
