@@ -8,7 +8,7 @@ simulator of users with a random, a popularity and the logging policy.
 python examples/ddpg_recommendation.py                       # simulated logs, 10 000 items, seed 0
 python examples/ddpg_recommendation.py --seed 1 --steps 6000
 python examples/ddpg_recommendation.py --ratings ratings.csv # your own logs: user_id,item_id,rating,timestamp
-python examples/ddpg_recommendation.py --items 1000000 --index faiss --latency   # needs keras-rl3[recsys]
+python examples/ddpg_recommendation.py --items 1000000 --users 30000 --min-ratings 3 --latency  # keras-rl3[recsys]
 
 Without --ratings, the simulator's logs are written to --write-ratings (default
 simulated_ratings.csv) and read back from there, so both paths train on the same kind of file.
@@ -751,6 +751,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--session-gap", type=float, default=3600.0, help="seconds between sessions (default: 3600)")
     parser.add_argument("--session-length", type=int, default=20, help="most ratings per session (default: 20)")
     parser.add_argument("--embedding-dim", type=int, default=16, help="item embedding size (default: 16)")
+    parser.add_argument(
+        "--min-ratings", type=int, default=0, help="recommend only items with this many logged ratings (default: 0)"
+    )
     parser.add_argument("--eval-users", type=int, default=1000, help="simulated users evaluated (default: 1000)")
     parser.add_argument("--latency", action="store_true", help="time single recommendations after training")
     parser.add_argument("--verbose", type=int, default=1, help="0 silent training, 1 progress bar (default: 1)")
@@ -760,6 +763,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1. Received: {getattr(args, name)}")
     if args.items > 1_000_000:
         parser.error(f"--items is at most 1000000. Received: {args.items}")
+    if args.min_ratings < 0:
+        parser.error(f"--min-ratings must be at least 0. Received: {args.min_ratings}")
     if not 0.0 <= args.gamma <= 1.0:
         parser.error(f"--gamma must be in [0, 1]. Received: {args.gamma}")
     args.parser = parser
@@ -822,7 +827,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_s = time.perf_counter() - t2
     print(f"Trained {args.steps} updates offline in {train_s:.1f} s ({args.steps / train_s:.0f} updates/s)")
 
-    index = make_index(embeddings, args.index, args.seed)
+    # Items with fewer than --min-ratings logged ratings are not searched: their embeddings are mostly noise,
+    # and among a million noisy vectors some always line up with any query.
+    rated = np.bincount(train.item, minlength=nb_items) >= args.min_ratings
+    index = make_index(np.where(rated[:, None], embeddings, 0.0), args.index, args.seed)
     rng = np.random.default_rng([args.seed, 2])
     liked_counts = np.bincount(train.item[train.rating >= args.positive], minlength=nb_items)
     policies = [

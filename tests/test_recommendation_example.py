@@ -31,7 +31,8 @@ def test_simulated_logs_train_and_the_learned_policy_beats_random(tmp_path, caps
     assert "reward/session" in printed and "hit rate" in printed
     table = out["table"]
     reward, hit_rate, length = table["learned (TD3+BC)"]
-    assert reward > 1.2 * table["random"][0], table  # seeded: 400 updates already beat random by far
+    # Seeded; measured 5.5 likes per session against 2.0 (random) and 2.3 (logging) after 400 updates.
+    assert reward > 1.5 * table["random"][0] and reward > 1.3 * table["logging"][0], table
     assert 0.0 <= hit_rate <= 1.0 and 1.0 <= length <= 20.0
 
 
