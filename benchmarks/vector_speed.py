@@ -13,6 +13,10 @@ for both. Vector envs: `sync` is gymnasium's `SyncVectorEnv` against SB3's `Dumm
 sub-environments in the process), `async` is `AsyncVectorEnv` against `SubprocVecEnv` (one
 process per sub-environment).
 
+Both libraries run with one intra-op thread by default (`--threads 0`: each library's default).
+On a small machine shared with other jobs, torch's default of one thread per core made SB3's
+acting ten times slower at [256, 256] in our runs; one thread each is the fair setting there.
+
     python benchmarks/vector_speed.py                          # sync, N = 1 2 4 8, 4000 steps each
     python benchmarks/vector_speed.py --kinds sync async --steps 8000 --repeats 3
 
@@ -119,9 +123,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4000, help="timed environment steps per run (default: 4000)")
     parser.add_argument("--repeats", type=int, default=1, help="runs per cell, alternating libraries (median)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="intra-op threads of TensorFlow and of torch, 0: each library's default (default: 1)",
+    )
     args = parser.parse_args()
+    if args.threads:
+        import tensorflow as tf
+        import torch
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        torch.set_num_threads(args.threads)
     print(describe())
-    print(f"collection only (no gradient step), {args.steps} timed steps per run, median of {args.repeats}")
+    print(
+        f"collection only (no gradient step), {args.steps} timed steps per run, median of {args.repeats}, "
+        f"threads: {args.threads or 'library defaults'}"
+    )
     print(f"{'kind':<6} {'size':<9} {'envs':>4} {'ours steps/s':>13} {'SB3 steps/s':>12} {'ours/SB3':>9}")
     for kind in args.kinds:
         for size in args.sizes:

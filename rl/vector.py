@@ -300,11 +300,15 @@ def run_vector(
                     f"{episode_ids[i]} (sub-environment {i}, agent step {agent.step}). Received: reward={rewards[i]!r}"
                 )
             metrics = agent.backward_batch(rewards, terminated, truncated, final, stored, updates_per_vector_step)
-            for i in range(n):
-                if not stored[i]:
-                    continue
-                episode_steps[i] += 1
-                episode_rewards[i] += rewards[i]
+            rows = np.flatnonzero(stored)
+            episode_steps[rows] += 1
+            episode_rewards[rows] += rewards[rows]
+            if not (step_logs or ended.any()):  # nothing to report per step: count them at once
+                if training:
+                    agent.step += len(rows)
+                rows = rows[:0]
+            for i in rows:
+                i = int(i)
                 if training:
                     agent.step += 1
                 if step_logs:
@@ -331,7 +335,10 @@ def run_vector(
                         },
                     )
                     episodes_done += 1
-            observations = _observations(following, None, n)
+            if following is next_obs and not same_step_reset.any():
+                observations = final  # the same observations, copied and checked already
+            else:
+                observations = _observations(following, None, n)
             if mode is gym.vector.AutoresetMode.SAME_STEP:
                 starting = ended
             else:  # NEXT_STEP: a sub-environment that ended resets at its next step, which starts its episode

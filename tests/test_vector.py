@@ -123,7 +123,7 @@ def test_seeded_runs_repeat():
     (a1, r1), (a2, r2) = run(), run()
     np.testing.assert_array_equal(a1, a2)
     assert r1 == r2
-    # Each sub-environment explores with its own noise: the two sub-envs' first actions differ.
+    # The two sub-environments act apart (own observations, own noise processes).
     assert a1[0, 0] != a1[1, 0]
 
 
