@@ -446,8 +446,10 @@ class ItemIndex:
     """Top-k catalogue items by inner product with query vectors, skipping each query's seen items.
 
     `backend="numpy"` searches exactly, in blocks of items (memory bounded at any catalogue size);
-    `"faiss"` uses a faiss index (exact `IndexFlatIP` up to 200 000 items, an inverted-file index
-    `IndexIVFFlat` searched over `nprobe` lists above that), needs `pip install keras-rl3[recsys]`.
+    `"faiss"` uses a faiss index (exact `IndexFlatIP` up to 200 000 items; above that an
+    inverted-file index `IndexIVFFlat` searched over 256 lists, approximate, on vectors with one
+    coordinate added so that the nearest one has the largest inner product), needs
+    `pip install keras-rl3[recsys]`.
 
     Args:
         embeddings: `[nb_items, dim]` item vectors.
@@ -465,14 +467,20 @@ class ItemIndex:
             nb, d = self.embeddings.shape
             if nb <= 200_000:
                 self.index = faiss.IndexFlatIP(d)
+                self.index.add(self.embeddings)
             else:
+                # Largest inner product as nearest neighbour (Bachrach et al., 2014): items get one more
+                # coordinate, sqrt(max_norm^2 - |x|^2), so that all have the same norm, and queries a 0
+                # there; then |q - x|^2 = |q|^2 + max_norm^2 - 2 q.x, smallest where q.x is largest. An
+                # inverted-file index clusters by distance, so it needs this where norms differ.
+                norms = np.einsum("nd,nd->n", self.embeddings, self.embeddings)
+                items = np.column_stack([self.embeddings, np.sqrt(norms.max() - norms)]).astype(np.float32)
                 nlist = int(4 * math.sqrt(nb))
-                self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+                self.index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d + 1), d + 1, nlist, faiss.METRIC_L2)
                 self.index.cp.seed = seed
-                train = self.embeddings[np.random.default_rng(seed).choice(nb, min(nb, 40 * nlist), replace=False)]
-                self.index.train(train)
-                self.index.nprobe = 32
-            self.index.add(self.embeddings)
+                self.index.train(items[np.random.default_rng(seed).choice(nb, min(nb, 40 * nlist), replace=False)])
+                self.index.nprobe = 256
+                self.index.add(items)
 
     def search(self, queries: np.ndarray, seen: list[set], k: int = 1) -> np.ndarray:
         """`[N, k]` items, best first, for `queries` `[N, dim]`; row `n` never holds an item of `seen[n]`."""
@@ -481,6 +489,8 @@ class ItemIndex:
             return self._numpy_search(queries, seen, k)
         extra = max((len(s) for s in seen), default=0)
         kk = min(self.embeddings.shape[0], k + extra)
+        if self.index.d > queries.shape[1]:  # the inverted-file index's extra coordinate (see __init__)
+            queries = np.column_stack([queries, np.zeros(len(queries), dtype=np.float32)])
         _, found = self.index.search(queries, kk)
         out = np.empty((len(queries), k), dtype=np.int64)
         missing = []
