@@ -26,6 +26,7 @@ __all__ = [
     "TrainEpisodeLogger",
     "TrainIntervalLogger",
     "Visualizer",
+    "WandbLogger",
 ]
 
 
@@ -501,6 +502,7 @@ class EvalCallback(Callback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         for name in ("action_space", "observation_space"):
             train_space, eval_space = getattr(self.env, name, None), getattr(self.eval_env, name, None)
+            train_space = getattr(self.env, f"single_{name}", train_space)  # a vector env: one sub-environment's
             if train_space is not None and eval_space is not None and train_space != eval_space:
                 raise ValueError(
                     f"The evaluation environment's {name} differs from the training environment's "
@@ -721,3 +723,113 @@ class Visualizer(Callback):
     def on_action_end(self, action: Any, logs: dict | None = None) -> None:
         if self._collect:
             self.frames.append(self.env.render())
+
+
+class WandbLogger(Callback):
+    """Sends each episode's statistics to Weights & Biases (keras-rl's `WandbLogger`).
+
+    The run starts when the logger is created (`wandb.init(**kwargs)`); at the start of training
+    the run's config records the run parameters, the agent's `get_config()` and the environment's
+    id. At each episode's end one `log` call sends: `step`, `episode`, `duration`,
+    `episode_steps`, `sps`, `episode_reward`, the mean / min / max of the rewards, actions and
+    observations (numeric ones) of the episode, and the mean of each agent metric (NaN where
+    none was computed). `EvalCallback` results are logged as they come. The run is left open at
+    the end of training; call `logger.run.finish()` when done. Use wandb's offline mode
+    (`WANDB_MODE=offline` or `mode="offline"`) to log without a network.
+
+    Args:
+        **kwargs: passed to `wandb.init`; `project` defaults to `"keras-rl"`.
+
+    Raises:
+        ImportError: if wandb is not installed (`pip install "keras-rl3[wandb]"`).
+
+    Example:
+
+    ```python
+    agent.fit(env, nb_steps=50_000, callbacks=[WandbLogger(project="pendulum", mode="offline")])
+    ```
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__()
+        try:
+            import wandb
+        except ImportError as e:
+            raise ImportError('WandbLogger needs wandb, which is not installed: pip install "keras-rl3[wandb]"') from e
+        self.run = wandb.init(**{"project": "keras-rl", **kwargs})
+        self.step = 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._names = list(self.model.metrics_names)
+        get_config = getattr(self.model, "get_config", None)
+        try:
+            agent_config = get_config() if callable(get_config) else {}
+        except Exception:  # noqa: BLE001 - a config that cannot be made is left out, training goes on
+            agent_config = {}
+        spec = getattr(self.env, "spec", None)
+        self.run.config.update(
+            {
+                "params": dict(self.params or {}),
+                "agent": {"class_name": type(self.model).__name__, "config": _plain(agent_config)},
+                "env": getattr(spec, "id", None) or type(self.env).__name__,
+            },
+            allow_val_change=True,
+        )
+
+    def on_episode_begin(self, episode: int, logs: dict | None = None) -> None:
+        self._episode_start = time.perf_counter()
+        self._observations: list = []
+        self._rewards: list = []
+        self._actions: list = []
+        self._metrics: list = []
+
+    def on_step_end(self, step: int, logs: dict | None = None) -> None:
+        self._observations.append(logs["observation"])
+        self._rewards.append(logs["reward"])
+        self._actions.append(logs["action"])
+        self._metrics.append(logs["metrics"])
+        self.step += 1
+
+    def on_episode_end(self, episode: int, logs: dict | None = None) -> None:
+        duration = time.perf_counter() - self._episode_start
+        steps = len(self._rewards)
+        values: dict[str, Any] = {
+            "step": self.step,
+            "episode": episode + 1,
+            "duration": duration,
+            "episode_steps": steps,
+            "sps": steps / max(duration, 1e-9),
+            "episode_reward": float(logs["episode_reward"]) if logs else float(np.sum(self._rewards)),
+        }
+        for name, items in (("reward", self._rewards), ("action", self._actions), ("obs", self._observations)):
+            try:
+                arr = np.asarray(items, dtype=np.float64)
+            except (TypeError, ValueError):  # dict or ragged observations: no summary
+                continue
+            if arr.size:
+                values.update({f"{name}_mean": arr.mean(), f"{name}_min": arr.min(), f"{name}_max": arr.max()})
+        metrics = np.full((len(self._metrics), len(self._names)), np.nan)
+        for row, step_metrics in zip(metrics, self._metrics):
+            got = np.asarray(step_metrics, dtype=np.float64).reshape(-1)[: len(self._names)]
+            row[: got.size] = got
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN columns during warm-up
+            for k, name in enumerate(self._names):
+                values[name] = float(np.nanmean(metrics[:, k])) if len(metrics) else math.nan
+        self.run.log({k: float(v) if isinstance(v, (np.floating, np.integer)) else v for k, v in values.items()})
+
+    def on_eval_end(self, step: int, logs: dict | None = None) -> None:
+        self.run.log({k: float(v) for k, v in (logs or {}).items()})
+
+
+def _plain(value: Any) -> Any:
+    """`value` with numpy scalars and arrays turned into Python numbers and lists (for JSON configs)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    return value

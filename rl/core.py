@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import math
 import os
 import re
@@ -97,9 +98,13 @@ class Agent:
     -> metrics`, `compile`, `layers`, `metrics_names`, `save_weights` and `load_weights`; the
     loop does the rest (resets, action repetition, time limits, callbacks, logging, Ctrl-C).
     Optional hooks, part of the subclass API: `reset_states`, `_check_env`, `_on_run_begin`,
-    `_on_run_end`, `_end_episode`, `_nonfinite_weights`, and for checkpoints
-    `_save_checkpoint_files`, `_read_checkpoint_files` and `_apply_checkpoint_files` (or the
-    one-phase `_load_checkpoint_files`). See the guide "Writing a new agent".
+    `_on_run_end`, keras-rl's `_on_train_begin` and `_on_test_begin`, `_end_episode`,
+    `_nonfinite_weights`, and for checkpoints `_save_checkpoint_files`, `_read_checkpoint_files`
+    and `_apply_checkpoint_files` (or the one-phase `_load_checkpoint_files`). See the guide
+    "Writing a new agent". An agent written for keras-rl, with `backward(self, reward, terminal)`,
+    runs as keras-rl ran it: `terminal` is true when the episode ended (a time limit included), and
+    after each episode one more `forward(final_observation)` and `backward(0.0, terminal=False)`.
+    A processor with `get_state` / `set_state` is saved in checkpoints.
 
     The loop copies every observation it hands to `forward` and `backward` (once, after the
     processor), so an agent may keep them; it refuses non-finite actions before they reach the
@@ -191,6 +196,12 @@ class Agent:
     def _on_run_end(self, training: bool) -> None:
         """Called when `fit` or `test` stops, however it stops (also on errors and Ctrl-C)."""
 
+    def _on_train_begin(self) -> None:
+        """keras-rl's hook: called when `fit` starts, after the callbacks' `on_train_begin`."""
+
+    def _on_test_begin(self) -> None:
+        """keras-rl's hook: called when `test` starts, after the callbacks' `on_train_begin`."""
+
     def _nonfinite_weights(self) -> list[str]:
         """Names the networks whose weights hold NaN or inf, to explain a non-finite action.
 
@@ -229,6 +240,7 @@ class Agent:
         log_interval: int = 10000,
         nb_max_episode_steps: int | None = None,
         seed: int | None = None,
+        updates_per_vector_step: int | None = None,
     ) -> keras.callbacks.History:
         """Trains the agent for `nb_steps` environment steps.
 
@@ -236,7 +248,9 @@ class Agent:
         Ctrl-C stops training cleanly and still returns the History.
 
         Args:
-            env: a gymnasium environment (`reset()` returns `(obs, info)`, `step()` a 5-tuple).
+            env: a gymnasium environment (`reset()` returns `(obs, info)`, `step()` a 5-tuple),
+                or a `gymnasium.vector.VectorEnv` (see `rl.vector`: one compiled call acts for
+                all sub-environments, and `nb_steps` counts the steps of all of them).
             nb_steps: number of agent steps to train for, >= 1.
             action_repetition: times each action is repeated in the environment. Defaults to `1`.
             callbacks: `rl.callbacks.Callback`s or plain Keras callbacks. Defaults to `None`.
@@ -253,10 +267,13 @@ class Agent:
                 The last transition still bootstraps. Defaults to `None`.
             seed: seeds the first `env.reset`, the action space and the start-step draws, or
                 `None`. Defaults to `None`.
+            updates_per_vector_step: with a vector env, the gradient steps per vector step when
+                training is due, or `None` for one training step per environment step (N per
+                vector step of N sub-environments, as SB3's `gradient_steps=-1`). Defaults to `None`.
 
         Returns:
             A `keras.callbacks.History` whose `history` holds per-episode `episode_reward`,
-            `nb_episode_steps` and `nb_steps`.
+            `nb_episode_steps` and `nb_steps` (and `env_index` with a vector env).
 
         Raises:
             ValueError: if the agent is not compiled or an argument is invalid; if `forward`
@@ -287,6 +304,7 @@ class Agent:
             start_step_policy=start_step_policy,
             nb_max_episode_steps=nb_max_episode_steps,
             seed=seed,
+            updates_per_vector_step=updates_per_vector_step,
         )
 
     def test(
@@ -305,7 +323,8 @@ class Agent:
         """Runs `nb_episodes` episodes without exploration noise and without learning.
 
         Args:
-            env: a gymnasium environment.
+            env: a gymnasium environment, or a `gymnasium.vector.VectorEnv` (see `rl.vector`:
+                `nb_episodes` counts the episodes all sub-environments finish).
             nb_episodes: number of episodes, >= 1. Defaults to `1`.
             action_repetition: times each action is repeated. Defaults to `1`.
             callbacks: extra callbacks. Defaults to `None`.
@@ -355,8 +374,25 @@ class Agent:
         start_step_policy: Callable[[Any], Any] | None,
         nb_max_episode_steps: int | None,
         seed: int | None,
+        updates_per_vector_step: int | None = None,
     ) -> keras.callbacks.History:
         """The one episode loop behind `fit` (training=True) and `test` (training=False)."""
+        from rl.vector import is_vector_env, run_vector  # imported here: rl.vector builds on this module
+
+        if updates_per_vector_step is not None or is_vector_env(env):
+            return run_vector(
+                self,
+                env,
+                training=training,
+                nb_steps=nb_steps,
+                nb_episodes=nb_episodes,
+                action_repetition=action_repetition,
+                callbacks=callbacks,
+                nb_max_start_steps=nb_max_start_steps,
+                nb_max_episode_steps=nb_max_episode_steps,
+                seed=seed,
+                updates_per_vector_step=updates_per_vector_step,
+            )
         action_repetition = check_int("action_repetition", action_repetition, minimum=1)
         nb_max_start_steps = check_int("nb_max_start_steps", nb_max_start_steps, minimum=0)
         if nb_max_episode_steps is not None:
@@ -418,7 +454,10 @@ class Agent:
         did_abort = False
         bad_action: _NonFiniteAction | None = None
         cbs.on_train_begin()
+        # An agent written for keras-rl has `backward(reward, terminal)`: it gets keras-rl's calls.
+        keras_rl_backward = not _takes_step_outcome(self.backward)
         try:
+            self._on_train_begin() if training else self._on_test_begin()
             while True:
                 if training:
                     if self.step >= end_step:
@@ -482,9 +521,12 @@ class Agent:
                 episode_step += 1
                 if nb_max_episode_steps is not None and episode_step >= nb_max_episode_steps and not terminated:
                     truncated = True
-                metrics = self.backward(
-                    reward, bool(terminated), truncated=bool(truncated), next_observation=next_observation
-                )
+                if keras_rl_backward:  # keras-rl's `terminal`: the episode ended (a time limit too)
+                    metrics = self.backward(reward, terminal=bool(terminated or truncated))
+                else:
+                    metrics = self.backward(
+                        reward, bool(terminated), truncated=bool(truncated), next_observation=next_observation
+                    )
                 episode_reward += reward
                 if training:
                     self.step += 1
@@ -503,6 +545,11 @@ class Agent:
                 observation = next_observation
                 if terminated or truncated:
                     episode_running = False
+                    if keras_rl_backward:
+                        # keras-rl shows the final observation in one more forward/backward (action ignored),
+                        # which is how its memories store it.
+                        self.forward(observation)
+                        self.backward(0.0, terminal=False)
                     cbs.on_episode_end(
                         episode,
                         {
@@ -631,6 +678,8 @@ class Agent:
             }
             if env is not None:
                 state["env_rng"] = _env_rng_state(env)
+            if callable(getattr(self.processor, "get_state", None)):  # e.g. whitening statistics
+                state["processor"] = self.processor.get_state()
             files = _folder_files(tmp)
             for path in files.values():
                 with open(path, "rb+") as f:
@@ -676,8 +725,21 @@ class Agent:
         env_rng = _checked_env_rng_state(state, env, folder)
         _verify_files(folder, state["files"])
         staged = self._read_checkpoint_files(folder, state["agent_state"])
+        processor_state = state.get("processor")
+        restore_processor = processor_state is not None and callable(getattr(self.processor, "set_state", None))
+        if restore_processor:
+            try:  # on a copy: the processor changes only when the whole load succeeds
+                copy.deepcopy(self.processor).set_state(processor_state)
+            except Exception as e:  # noqa: BLE001 - any failure means the state is unusable
+                raise ValueError(
+                    f"The checkpoint state file is invalid: `processor` does not fit {type(self.processor).__name__} "
+                    f"({e}). Received: processor={_short_repr(processor_state)} in "
+                    f"filepath={os.path.join(folder, _CHECKPOINT_STATE)!r}"
+                ) from e
         # Everything is checked: from here on nothing can fail on the checkpoint's contents.
         self._apply_checkpoint_files(staged)
+        if restore_processor:
+            self.processor.set_state(processor_state)
         self.step = state["step"]
         self.episode = state["episode"]
         self._rng.bit_generator.state = rng_state
@@ -879,6 +941,16 @@ def _verify_files(folder: str, files: dict[str, str]) -> None:
                 "A checkpoint file is damaged: its SHA-256 differs from the one recorded in state.json. "
                 f"Received: filepath={path!r}"
             )
+
+
+def _takes_step_outcome(backward: Callable) -> bool:
+    """Whether `backward` accepts `truncated` and `next_observation` (keras-rl's took only `reward, terminal`)."""
+    try:
+        params = inspect.signature(backward).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: assume this library's
+        return True
+    names = {p.name for p in params}
+    return any(p.kind is p.VAR_KEYWORD for p in params) or {"truncated", "next_observation"} <= names
 
 
 class _ObservationGuard:

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import os
+import warnings
+from collections import deque
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from rl.util import atomic_path, check_int
+from rl.util import atomic_path, check_int, check_number
 
-__all__ = ["Batch", "ObservationWindow", "SequentialMemory"]
+__all__ = [
+    "Batch",
+    "EpisodeParameterMemory",
+    "Experience",
+    "Memory",
+    "ObservationWindow",
+    "RingBuffer",
+    "SequentialMemory",
+    "sample_batch_indexes",
+    "zeroed_observation",
+]
 
 
 # Rounds of cheap rejection draws before `_sample_indices` computes the sampleable slots exactly.
@@ -33,6 +45,157 @@ class Batch(NamedTuple):
     reward: np.ndarray
     state1: np.ndarray
     terminal: np.ndarray
+
+
+# ------------------------------------------------------------------ keras-rl's names
+class Experience(NamedTuple):
+    """One transition as keras-rl's memories return it (`memory.sample` of a memory filled with
+    keras-rl's four-argument `append`, or `SequentialMemory.sample_experiences`).
+
+    Attributes:
+        state0: the window of observations `s_t`, shape `(window_length,) + obs_shape`.
+        action: the action `a_t`.
+        reward: the reward `r_t` (stored as float32).
+        state1: the window `s_{t+1}`.
+        terminal1: whether `s_{t+1}` is terminal.
+    """
+
+    state0: Any
+    action: Any
+    reward: float
+    state1: Any
+    terminal1: bool
+
+
+def sample_batch_indexes(low: int, high: int, size: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Draws `size` integers in `[low, high)`: all different when the range holds `size` of them,
+    otherwise with repetitions (and a warning).
+
+    Args:
+        low: the smallest index.
+        high: one past the largest index, > `low`.
+        size: the number of indices, >= 0.
+        rng: the generator to draw with. Defaults to `None` (a fresh one).
+
+    Returns:
+        An int64 array of `size` indices.
+
+    Raises:
+        ValueError: if `high <= low` or `size < 0`.
+    """
+    low, high = check_int("low", low), check_int("high", high)
+    size = check_int("size", size, minimum=0)
+    if high <= low:
+        raise ValueError(f"`high` must be greater than `low`. Received: low={low}, high={high}")
+    rng = np.random.default_rng() if rng is None else rng
+    if high - low >= size:
+        return low + rng.choice(high - low, size=size, replace=False).astype(np.int64)
+    warnings.warn(
+        f"Only {high - low} indices for size={size}: sampling with repetitions. A longer warm-up avoids it.",
+        stacklevel=2,
+    )
+    return rng.integers(low, high, size=size, dtype=np.int64)
+
+
+class _RingBufferIndexError(IndexError, KeyError):
+    """An index outside a `RingBuffer` (an `IndexError`, and keras-rl's `KeyError`)."""
+
+
+class RingBuffer:
+    """A list of at most `maxlen` items that drops its oldest item when full (keras-rl's helper).
+
+    Args:
+        maxlen: the largest number of items kept, >= 1.
+
+    Raises:
+        TypeError, ValueError: if `maxlen` is not a positive integer.
+    """
+
+    def __init__(self, maxlen: int):
+        self.maxlen = check_int("maxlen", maxlen, minimum=1)
+        self.data: deque = deque(maxlen=self.maxlen)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, idx: int) -> Any:
+        """Returns the item at `idx`, `0` being the oldest.
+
+        Raises:
+            IndexError: (also a `KeyError`, as in keras-rl) if `idx` is outside `[0, len)`.
+        """
+        if not 0 <= idx < len(self.data):
+            raise _RingBufferIndexError(f"`idx` must be in [0, {len(self.data)}). Received: idx={idx!r}")
+        return self.data[idx]
+
+    def append(self, v: Any) -> None:
+        """Adds `v` as the newest item (dropping the oldest when full)."""
+        self.data.append(v)
+
+    def length(self) -> int:
+        """Returns the number of items."""
+        return len(self.data)
+
+
+def zeroed_observation(observation: Any) -> Any:
+    """Returns zeros shaped like `observation`: an array, a list of arrays, or `0.0` for a number."""
+    if hasattr(observation, "shape"):
+        return np.zeros(observation.shape)
+    if isinstance(observation, (list, tuple)):
+        return [zeroed_observation(x) for x in observation]
+    return 0.0
+
+
+def _recent_state(recent: deque, current: Any, window_length: int, ignore_episode_boundaries: bool) -> list:
+    """keras-rl's state: `current` after the observations of `recent` ((observation, ended) pairs,
+    oldest first) that belong to its episode, zero-padded in front to `window_length`."""
+    state = [current]
+    for k in range(len(recent) - 1, max(len(recent) - window_length, -1), -1):
+        before_ended = recent[k - 1][1] if k >= 1 else False
+        if before_ended and not ignore_episode_boundaries:
+            break  # the step before recent[k] ended an episode: recent[k] is that episode's final observation
+        state.insert(0, recent[k][0])
+    while len(state) < window_length:
+        state.insert(0, zeroed_observation(state[0]))
+    return state
+
+
+class Memory:
+    """keras-rl's base class of memories, for memories written against it.
+
+    It keeps the last `window_length` observations given to `append`, for `get_recent_state`.
+    A subclass implements `sample(batch_size, batch_idxs=None)` and stores what `append` gets.
+
+    Args:
+        window_length: number of observations in a state, >= 1.
+        ignore_episode_boundaries: whether states may reach into the previous episode. Defaults
+            to `False`.
+
+    Raises:
+        TypeError, ValueError: if `window_length` is not a positive integer.
+    """
+
+    def __init__(self, window_length: int, ignore_episode_boundaries: bool = False):
+        self.window_length = check_int("window_length", window_length, minimum=1)
+        self.ignore_episode_boundaries = bool(ignore_episode_boundaries)
+        self._recent: deque = deque(maxlen=self.window_length)
+
+    def sample(self, batch_size: int, batch_idxs: Any = None) -> Any:
+        """Returns a batch of `batch_size` stored items; to be implemented by a subclass."""
+        raise NotImplementedError
+
+    def append(self, observation: Any, action: Any, reward: float, terminal: bool, training: bool = True) -> None:
+        """Records `observation` (and whether its step ended the episode) for `get_recent_state`."""
+        self._recent.append((observation, bool(terminal)))
+
+    def get_recent_state(self, current_observation: Any) -> list:
+        """Returns the `window_length` observations ending with `current_observation`: the ones
+        appended before it in its episode, zero-padded in front (see `ignore_episode_boundaries`)."""
+        return _recent_state(self._recent, current_observation, self.window_length, self.ignore_episode_boundaries)
+
+    def get_config(self) -> dict[str, Any]:
+        """Returns `window_length` and `ignore_episode_boundaries`."""
+        return {"window_length": self.window_length, "ignore_episode_boundaries": self.ignore_episode_boundaries}
 
 
 class ObservationWindow:
@@ -129,6 +292,11 @@ class SequentialMemory:
         self._pending = -1  # slot holding the last next_observation, -1 if none
         self._open = False  # the last transition did not end its episode
         self._last_next_obs: Any = None
+        # keras-rl's API: the observations appended last, for `get_recent_state`; a transition
+        # appended without its next observation waits for the next `append`.
+        self._recent: deque = deque(maxlen=self.window_length)
+        self._keras_rl_pending: tuple | None = None
+        self._keras_rl_appends = False  # `append` was called keras-rl's way: `sample` returns Experiences
 
     # ------------------------------------------------------------------ writing
     @property
@@ -170,8 +338,9 @@ class SequentialMemory:
         action: Any,
         reward: float,
         terminal: bool,
-        next_observation: Any,
+        next_observation: Any = None,
         truncated: bool = False,
+        training: bool = True,
     ) -> None:
         """Stores the transition `(observation, action, reward, next_observation)`.
 
@@ -182,12 +351,62 @@ class SequentialMemory:
             terminal: whether `next_observation` is terminal (the episode *terminated*): the
                 learner does not bootstrap from it.
             next_observation: the observation after the step, `s_{t+1}`.
+                Without it (keras-rl's `append(observation, action, reward, terminal)`), the
+                transition is completed by the next call's `observation`, and the call after a
+                terminal one only gives the episode's final observation, as keras-rl's loop does;
+                `sample` then returns keras-rl's `Experience` list. Defaults to `None`.
             truncated: whether the episode stopped here without terminating (a time limit). The
                 transition still bootstraps from `next_observation`. Defaults to `False`.
+            training: `False` records `observation` for `get_recent_state` only, storing nothing
+                (keras-rl's argument). Defaults to `True`.
 
         When `observation` is the `next_observation` of the previous call (same object or equal
         values) and that call did not end the episode, the slot already holding it is reused.
         """
+        if next_observation is None:
+            self._append_keras_rl(observation, action, reward, terminal, training)
+            return
+        ended = bool(terminal or truncated)
+        self._recent.append((observation, ended))
+        if ended:
+            self._recent.append((next_observation, False))
+        if training:
+            self._store(observation, action, reward, terminal, next_observation, truncated)
+
+    def _append_keras_rl(self, observation: Any, action: Any, reward: float, terminal: bool, training: bool) -> None:
+        self._keras_rl_appends = True
+        self._recent.append((observation, bool(terminal)))
+        if not training:
+            return
+        pending, self._keras_rl_pending = self._keras_rl_pending, None
+        if pending is None:
+            self._keras_rl_pending = (np.asarray(observation), action, reward, bool(terminal))
+            return
+        self._store(*pending, observation)
+        if not pending[3]:  # after a terminal step, `observation` was only the episode's final one
+            self._keras_rl_pending = (np.asarray(observation), action, reward, bool(terminal))
+
+    def get_recent_state(self, current_observation: Any) -> list:
+        """Returns keras-rl's state for `current_observation`: the `window_length` observations
+        ending with it, those appended before it in its episode, zero-padded in front.
+
+        Args:
+            current_observation: the newest observation, not appended yet.
+
+        Returns:
+            A list of `window_length` observations, oldest first.
+        """
+        return _recent_state(self._recent, current_observation, self.window_length, self.ignore_episode_boundaries)
+
+    def _store(
+        self,
+        observation: Any,
+        action: Any,
+        reward: float,
+        terminal: bool,
+        next_observation: Any,
+        truncated: bool = False,
+    ) -> None:
         observation = np.asarray(observation)
         action = np.asarray(action, dtype=np.float32)
         if self._observations is None:
@@ -235,6 +454,7 @@ class SequentialMemory:
         """
         self._open = False
         self._last_next_obs = None
+        self._keras_rl_pending = None
 
     # ----------------------------------------------------------------- sampling
     def _sample_indices(self, batch_size: int) -> np.ndarray:
@@ -311,18 +531,56 @@ class SequentialMemory:
         step = self._episode_step[idx]
         return self._windows(idx, step), self._windows(idx + 1, step + 1)
 
-    def sample(self, batch_size: int) -> Batch:
+    def sample(self, batch_size: int, batch_idxs: Any = None) -> Batch | list[Experience]:
         """Samples `batch_size` transitions uniformly (with replacement).
 
+        Args:
+            batch_size: number of transitions.
+            batch_idxs: the transitions to return instead of a random draw, by slot position
+                (`0` is the oldest stored slot). As in keras-rl, a slot that starts no transition
+                (an episode's final observation) is replaced by a random transition. Defaults to
+                `None`.
+
         Returns:
-            A `Batch` of numpy arrays.
+            A `Batch` of numpy arrays; a list of keras-rl `Experience`s when the memory was filled
+            with keras-rl's four-argument `append` (see `sample_experiences`).
 
         Raises:
             ValueError: if `batch_size` is not a positive integer, exceeds `limit`, or the memory
                 holds no transition that can be sampled yet (none at all, or, with
-                `ignore_episode_boundaries=True`, fewer than `window_length` stored steps).
+                `ignore_episode_boundaries=True`, fewer than `window_length` stored steps); if
+                `batch_idxs` does not hold `batch_size` positions in `[0, nb_entries)`.
         """
-        idx = self._sample_indices(self._check_batch_size(batch_size))
+        batch = self._sample(batch_size, batch_idxs)
+        return _experiences(batch) if self._keras_rl_appends else batch
+
+    def sample_experiences(self, batch_size: int, batch_idxs: Any = None) -> list[Experience]:
+        """Samples like `sample`, as a list of keras-rl `Experience` namedtuples.
+
+        Returns:
+            `batch_size` `Experience(state0, action, reward, state1, terminal1)`s.
+        """
+        return _experiences(self._sample(batch_size, batch_idxs))
+
+    def _indices_at(self, batch_size: int, batch_idxs: Any) -> np.ndarray:
+        idx = np.asarray(batch_idxs)
+        if idx.shape != (batch_size,) or idx.dtype.kind not in "iu" or (idx < 0).any() or (idx >= self._size).any():
+            raise ValueError(
+                f"`batch_idxs` must hold batch_size={batch_size} integers in [0, nb_entries={self._size}). "
+                f"Received: batch_idxs={batch_idxs!r:.200}"
+            )
+        oldest = self._next if self._size == self.limit else 0
+        idx = (oldest + idx.astype(np.int64)) % self.limit
+        ok = self._valid[idx]
+        if self.window_length > 1:
+            ok &= self._window_fits(idx)
+        if not ok.all():
+            idx[~ok] = self._sample_indices(int((~ok).sum()))
+        return idx
+
+    def _sample(self, batch_size: int, batch_idxs: Any = None) -> Batch:
+        batch_size = self._check_batch_size(batch_size)
+        idx = self._sample_indices(batch_size) if batch_idxs is None else self._indices_at(batch_size, batch_idxs)
         state0, state1 = self._states(idx)
         rows = self._rows.take(idx, axis=0)  # [B, A + 2]
         a = self._nb_actions
@@ -361,6 +619,313 @@ class SequentialMemory:
         else:
             state0[...], state1[...] = self._states(idx)
         self._rows.take(idx, axis=0, out=rows, mode="clip")
+
+    # ----------------------------------------------------------------- datasets
+    @classmethod
+    def from_arrays(
+        cls,
+        observations: Any,
+        actions: Any,
+        rewards: Any,
+        terminals: Any,
+        truncations: Any = None,
+        next_observations: Any = None,
+        window_length: int = 1,
+        limit: int | None = None,
+        seed: int | None = None,
+    ) -> SequentialMemory:
+        """Builds a memory from a dataset of flat per-step arrays (d3rlpy's layout).
+
+        Row `t` of every array describes one step: the observation `s_t`, the action `a_t`
+        taken in it, the reward `r_t`, and whether the episode ended after that step. Episodes
+        end where `terminals | truncations`. A terminated step is stored without bootstrap. For a
+        truncated step (a time limit), the learner bootstraps from the episode's real final
+        observation: `next_observations[t]` when given; without `next_observations` that
+        observation is unknown, so the truncated episode's last step is kept only as the final
+        observation of the step before it, not as a transition of its own. When the last
+        episode has no end flag it is kept as truncated, with a warning.
+
+        Args:
+            observations: `s_t`, shape `(N,) + obs_shape`, numbers.
+            actions: `a_t`, shape `(N,) + action_shape` (e.g. `(N, nb_actions)`), numbers.
+            rewards: `r_t`, shape `(N,)`.
+            terminals: `True` (or 1) where the episode terminated after step `t`, shape `(N,)`.
+            truncations: `True` where a time limit cut the episode after step `t`, shape `(N,)`,
+                or `None` (no truncations). Defaults to `None`.
+            next_observations: `s_{t+1}`, shape `(N,) + obs_shape`, or `None`. Inside an
+                episode it must equal `observations[t + 1]`. Defaults to `None`.
+            window_length: observations per state, as in the constructor. Defaults to `1`.
+            limit: slots of the memory, or `None` for exactly the slots the dataset needs (one
+                per step plus one per episode). Defaults to `None`.
+            seed: seed of the memory's sampling generator. Defaults to `None`.
+
+        Returns:
+            A `SequentialMemory` holding the dataset's transitions, in order.
+
+        Raises:
+            TypeError: if an array is not numeric (or the end flags are not booleans or 0/1).
+            ValueError: naming the array, if the arrays have different lengths, the dataset is
+                empty, a value is NaN or infinite, `next_observations` disagrees with
+                `observations` inside an episode, or `limit` is too small for the dataset.
+
+        Example:
+
+        >>> memory = SequentialMemory.from_arrays(obs, actions, rewards, terminals, truncations,
+        ...                                       next_observations=next_obs)
+        >>> memory.nb_transitions
+        1000
+        """
+        obs = cls._dataset_array("observations", observations)
+        act = cls._dataset_array("actions", actions)
+        rew = cls._dataset_array("rewards", rewards)
+        n = len(obs)
+        term = cls._dataset_flags("terminals", terminals, n)
+        trunc = np.zeros(n, dtype=bool) if truncations is None else cls._dataset_flags("truncations", truncations, n)
+        nxt = None if next_observations is None else cls._dataset_array("next_observations", next_observations)
+        named = [("actions", act), ("rewards", rew)] + ([("next_observations", nxt)] if nxt is not None else [])
+        for name, a in named:
+            if len(a) != n:
+                raise ValueError(
+                    f"Every dataset array must have one row per step, as `observations` ({n} rows). "
+                    f"Received: {name} of shape {a.shape}"
+                )
+        if n == 0:
+            raise ValueError(f"The dataset is empty. Received: observations of shape {obs.shape}")
+        if rew.shape != (n,) and not (rew.ndim == 2 and rew.shape[1] == 1):
+            raise ValueError(
+                f"`rewards` must hold one number per step, shape ({n},). Received: rewards.shape={rew.shape}"
+            )
+        rew = rew.reshape(n)
+        if nxt is not None and nxt.shape != obs.shape:
+            raise ValueError(
+                f"`next_observations` must have the shape of `observations` {obs.shape}. "
+                f"Received: next_observations.shape={nxt.shape}"
+            )
+        ends = term | trunc
+        if not ends[-1]:
+            trunc = trunc.copy()
+            trunc[-1] = True
+            ends = term | trunc
+            start = int(np.flatnonzero(ends[:-1])[-1]) + 1 if ends[:-1].any() else 0
+            warnings.warn(
+                f"The dataset's last episode (steps {start} to {n - 1}) has no end flag in `terminals` or "
+                "`truncations`: it is kept as truncated"
+                + (
+                    " (its last step bootstraps from next_observations)."
+                    if nxt is not None
+                    else ", so its last step is not used as a transition (no next observation is known)."
+                ),
+                stacklevel=2,
+            )
+        if nxt is not None:
+            inside = np.flatnonzero(~ends[:-1])  # steps whose next observation is the next row
+            same = (nxt[inside] == obs[inside + 1]).reshape(len(inside), -1).all(axis=1)
+            if not same.all():
+                t = int(inside[np.argmin(same)])
+                raise ValueError(
+                    f"`next_observations[{t}]` must equal `observations[{t + 1}]`: the episode does not end at "
+                    f"step {t} (terminals[{t}] and truncations[{t}] are False). Received: "
+                    f"next_observations[{t}]={nxt[t]!r:.200}, observations[{t + 1}]={obs[t + 1]!r:.200}"
+                )
+        # Slots: each step's observation, plus a slot for an episode's final observation, except
+        # after a truncated step with no known next observation (that step's own observation is
+        # the final one, and the step is no transition).
+        dropped = trunc & ~term if nxt is None else np.zeros(n, dtype=bool)
+        extra = (ends & ~dropped).astype(np.int64)
+        slot = np.arange(n) + np.cumsum(extra) - extra  # slot of each step's observation
+        size = n + int(extra.sum())
+        if limit is None:
+            limit = max(size, window_length + 1)
+        memory = cls(limit=limit, window_length=window_length, seed=seed)
+        if size > memory.limit:
+            raise ValueError(
+                f"`limit` is too small for the dataset: it needs {size} slots ({n} steps and {int(extra.sum())} final "
+                f"observations). Received: limit={limit}"
+            )
+        memory._allocate(obs[0], act[0].astype(np.float32))
+        memory._observations[slot] = obs
+        finals = slot[extra.astype(bool)] + 1
+        if nxt is not None:
+            memory._observations[finals] = nxt[extra.astype(bool)]  # terminal or truncated: the real s_{t+1}
+        a = memory._nb_actions
+        memory._rows[slot, :a] = act.reshape(n, a)
+        memory._rows[slot, a] = rew
+        memory._rows[slot, a + 1] = term
+        keep = slot[~dropped]
+        memory._valid[keep] = True
+        starts = np.concatenate([[0], np.flatnonzero(ends[:-1]) + 1])  # first step of each episode
+        episode_of_step = np.cumsum(np.isin(np.arange(n), starts)) - 1
+        position = np.arange(n) - starts[episode_of_step]
+        memory._episode_step[slot] = position
+        memory._episode_step[finals] = position[extra.astype(bool)] + 1
+        memory._next = size % memory.limit
+        memory._size = size
+        memory._nb_valid = len(keep)
+        memory._pending = size - 1
+        memory._open = False
+        return memory
+
+    @classmethod
+    def from_minari(
+        cls, dataset: Any, window_length: int = 1, limit: int | None = None, seed: int | None = None
+    ) -> SequentialMemory:
+        """Builds a memory from a Minari dataset (`minari.MinariDataset`, the `minari` extra).
+
+        Each Minari episode holds `T + 1` observations, `T` actions and rewards, and separate
+        `terminations` and `truncations`; every step becomes a transition, and a truncated
+        episode bootstraps from its real final observation.
+
+        Args:
+            dataset: a `minari.MinariDataset` (anything with `iterate_episodes()` yielding
+                episodes with `observations`, `actions`, `rewards`, `terminations` and
+                `truncations` arrays).
+            window_length: observations per state. Defaults to `1`.
+            limit: slots of the memory, or `None` for exactly what the dataset needs.
+                Defaults to `None`.
+            seed: seed of the memory's sampling generator. Defaults to `None`.
+
+        Returns:
+            A `SequentialMemory` holding every episode of `dataset`.
+
+        Raises:
+            TypeError: if `dataset` is not a Minari dataset, or its observations or actions
+                are not arrays (flatten dictionary spaces first).
+            ValueError: as `from_arrays`, or if an episode's arrays do not fit together.
+
+        Example:
+
+        >>> dataset = minari.load_dataset("pendulum/expert-v0")
+        >>> memory = SequentialMemory.from_minari(dataset)
+        """
+        if not callable(getattr(dataset, "iterate_episodes", None)):
+            raise TypeError(
+                "`dataset` must be a Minari dataset (minari.MinariDataset; install the `minari` extra). "
+                f"Received: dataset={dataset!r:.200}"
+            )
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc")}
+        for episode in dataset.iterate_episodes():
+            observations, actions = episode.observations, episode.actions
+            for name, value in (("observations", observations), ("actions", actions)):
+                if not isinstance(value, np.ndarray):
+                    raise TypeError(
+                        f"Episode {episode.id}'s {name} must be an array; flatten dictionary or tuple spaces (e.g. "
+                        f"gymnasium.wrappers.FlattenObservation) before collecting. Received: {type(value).__name__}"
+                    )
+            t = len(actions)
+            if len(observations) != t + 1:
+                raise ValueError(
+                    f"Episode {episode.id} must hold one more observation than actions. "
+                    f"Received: {len(observations)} observations, {t} actions"
+                )
+            parts["obs"].append(observations[:-1])
+            parts["next"].append(observations[1:])
+            parts["act"].append(actions)
+            parts["rew"].append(np.asarray(episode.rewards))
+            parts["term"].append(np.asarray(episode.terminations, dtype=bool))
+            parts["trunc"].append(np.asarray(episode.truncations, dtype=bool))
+        if not parts["obs"]:
+            raise ValueError(f"The Minari dataset holds no episode. Received: dataset={dataset!r:.200}")
+        arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        return cls.from_arrays(
+            arrays["obs"],
+            arrays["act"],
+            arrays["rew"],
+            arrays["term"],
+            arrays["trunc"],
+            next_observations=arrays["next"],
+            window_length=window_length,
+            limit=limit,
+            seed=seed,
+        )
+
+    @staticmethod
+    def _dataset_array(name: str, value: Any) -> np.ndarray:
+        """`value` as a numeric array of at least one dimension, all finite (for `from_arrays`)."""
+        try:
+            array = np.asarray(value)
+        except Exception as e:  # noqa: BLE001 - ragged lists and the like
+            raise TypeError(f"`{name}` must be an array of numbers. Received: {name}={value!r:.200}") from e
+        if array.dtype.kind not in "biuf" or array.ndim == 0:
+            raise TypeError(
+                f"`{name}` must be an array of numbers with one row per step. "
+                f"Received: {name} of dtype {array.dtype} and shape {array.shape}"
+            )
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = np.argwhere(~np.isfinite(array))[0]
+            where = ", ".join(str(int(i)) for i in bad)
+            raise ValueError(f"`{name}` must hold finite numbers only. Received: {name}[{where}]={array[tuple(bad)]!r}")
+        return array
+
+    @staticmethod
+    def _dataset_flags(name: str, value: Any, n: int) -> np.ndarray:
+        """End flags as booleans of shape `(n,)` (for `from_arrays`)."""
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf" or not np.isin(array, (0, 1)).all():
+            raise TypeError(
+                f"`{name}` must hold booleans (or 0/1), one per step. Received: {name} of dtype {array.dtype}"
+                + ("" if array.dtype.kind not in "biuf" else f" with values {np.unique(array)[:5].tolist()}")
+            )
+        if array.shape != (n,):
+            raise ValueError(
+                f"Every dataset array must have one row per step, as `observations` ({n} rows). "
+                f"Received: {name} of shape {array.shape}"
+            )
+        return array.astype(bool)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Returns the stored transitions as a dataset of flat per-step arrays, oldest first.
+
+        The layout is `from_arrays`'s: `SequentialMemory.from_arrays(**memory.to_arrays())`
+        rebuilds the same transitions. An episode still running in the memory ends with a
+        truncation; a step stored without a next observation (see `from_arrays`) is not a
+        transition and is left out.
+
+        Returns:
+            A dict of `observations` `(N,) + obs_shape`, `actions` `(N,) + action_shape`
+            (float32), `rewards` `(N,)` (float32), `terminals` and `truncations` `(N,)` (bool),
+            and `next_observations` `(N,) + obs_shape`.
+        """
+        if self._observations is None:
+            raise ValueError("The memory is empty: there is nothing to export. Received: nb_entries=0")
+        oldest = self._next if self._size == self.limit else 0
+        order = (oldest + np.arange(self._size)) % self.limit
+        slots = order[self._valid[order]]  # transitions, oldest first
+        following = (slots + 1) % self.limit
+        continues = np.zeros(len(slots), dtype=bool)
+        continues[:-1] = following[:-1] == slots[1:]  # the next transition starts where this one ended
+        a = self._nb_actions
+        terminals = self._rows[slots, a + 1] > 0.5
+        return {
+            "observations": self._observations[slots].copy(),
+            "actions": self._rows[slots, :a].reshape((len(slots),) + self._action_shape).copy(),
+            "rewards": self._rows[slots, a].copy(),
+            "terminals": terminals,
+            "truncations": ~continues & ~terminals,
+            "next_observations": self._observations[following].copy(),
+        }
+
+    def sampling_arrays(self) -> dict[str, np.ndarray]:
+        """The storage a sampler needs, for samplers that run outside this class (`fit_offline`'s).
+
+        Returns:
+            A dict of `observations` (one row per slot), `rows` (`[action..., reward, terminal]`
+            per slot, float32), `episode_step` (each slot's position in its episode) and
+            `indices`: the slots that `sample` may draw (a transition whose window is complete),
+            as int64. A transition at slot `i` has its next observation in slot
+            `(i + 1) % limit`. The arrays are the memory's own (not copies): do not change them.
+        """
+        if self._observations is None:
+            empty = np.zeros(0, dtype=np.int64)
+            return {"observations": None, "rows": None, "episode_step": self._episode_step, "indices": empty}
+        candidates = np.flatnonzero(self._valid[: self._size])
+        if self.window_length > 1:
+            candidates = candidates[self._window_fits(candidates)]
+        return {
+            "observations": self._observations,
+            "rows": self._rows,
+            "episode_step": self._episode_step,
+            "indices": candidates.astype(np.int64),
+        }
 
     # ------------------------------------------------------------ serialisation
     def get_config(self) -> dict[str, Any]:
@@ -549,6 +1114,13 @@ class SequentialMemory:
         self.rng.bit_generator.state = state["rng_state"]
 
 
+def _experiences(batch: Batch) -> list[Experience]:
+    return [
+        Experience(batch.state0[k], batch.action[k], float(batch.reward[k]), batch.state1[k], bool(batch.terminal[k]))
+        for k in range(len(batch.reward))
+    ]
+
+
 def _rng_state_array(rng: np.random.Generator) -> np.ndarray:
     """Encodes a PCG64 generator's state as an int array (no pickle needed)."""
     st = rng.bit_generator.state
@@ -588,3 +1160,264 @@ def _check_rng_state_array(arr: np.ndarray, filepath: str) -> dict[str, Any]:
             f"Received: rng_state={arr.tolist()!r} in filepath={filepath!r}"
         ) from e
     return state
+
+
+class EpisodeParameterMemory(Memory):
+    """Parameter vectors, each with the total reward of the episode it played: `CEMAgent`'s memory.
+
+    While an episode runs, `append` adds up its rewards; `finalize_episode(params)` stores the
+    parameters the episode was played with and its total reward, in a ring buffer of `limit`
+    episodes (the oldest is dropped first). `sample` draws stored episodes uniformly.
+
+    Args:
+        limit: number of episodes kept, >= 1.
+        window_length: number of consecutive observations that make one state (the agent
+            builds its states with it; `get_recent_state` returns them). Defaults to `1`.
+        ignore_episode_boundaries: whether `get_recent_state` may reach into the previous
+            episode. Defaults to `False`.
+        seed: seed of the sampling generator. Defaults to `None` (fresh entropy).
+
+    Raises:
+        TypeError, ValueError: naming the argument, for a non-integer or non-positive `limit`
+            or `window_length`.
+
+    Example:
+
+    >>> memory = EpisodeParameterMemory(limit=1000, window_length=1, seed=0)
+    >>> memory.append(observation, action, reward=1.0, terminal=False)
+    >>> memory.finalize_episode(params)           # params: the flat parameter vector played
+    >>> params_batch, returns = memory.sample(50)
+    """
+
+    def __init__(
+        self, limit: int, window_length: int = 1, ignore_episode_boundaries: bool = False, seed: int | None = None
+    ):
+        super().__init__(window_length, ignore_episode_boundaries)
+        self.limit = check_int("limit", limit, minimum=1)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self._params: np.ndarray | None = None  # (limit, nb_params) float32, allocated by the first episode
+        self._returns = np.zeros(self.limit, dtype=np.float64)
+        self._next = 0  # slot written next
+        self._size = 0  # slots in use
+        self._episode_reward = 0.0  # the running episode's rewards so far
+
+    @property
+    def nb_entries(self) -> int:
+        """Number of episodes stored."""
+        return self._size
+
+    @property
+    def episode_reward(self) -> float:
+        """The sum of the rewards appended since the last finished episode."""
+        return self._episode_reward
+
+    def append(
+        self,
+        observation: Any,
+        action: Any,
+        reward: float,
+        terminal: bool,
+        training: bool = True,
+        truncated: bool = False,
+        next_observation: Any = None,
+    ) -> None:
+        """Adds `reward` to the running episode's total (when `training`).
+
+        Takes the arguments of a transition, as other memories do; only `reward` is kept, and
+        the last `window_length` observations for `get_recent_state`.
+
+        Args:
+            observation: the observation acted on (not stored).
+            action: the action taken (not stored).
+            reward: the step's reward.
+            terminal: whether the episode terminated (not stored: `finalize_episode` ends it).
+            training: whether the step belongs to training; other steps are not counted.
+                Defaults to `True`.
+            truncated: whether a time limit cut the episode (not stored). Defaults to `False`.
+            next_observation: the next observation (not stored). Defaults to `None`.
+
+        Raises:
+            ValueError: if `reward` is not a finite number.
+        """
+        if training:
+            self._episode_reward += check_number("reward", reward)
+        super().append(observation, action, reward, bool(terminal or truncated), training)
+
+    def finalize_episode(self, params: np.ndarray) -> None:
+        """Stores the running episode: `params` (the parameters it was played with) and its total reward.
+
+        Args:
+            params: a 1-D array of parameters, the same size for every episode.
+
+        Raises:
+            ValueError: if `params` is not a finite 1-D array of the size stored before.
+        """
+        params = np.asarray(params)
+        if params.ndim != 1 or params.dtype.kind not in "biuf" or not np.isfinite(params).all():
+            raise ValueError(
+                f"`params` must be a finite 1-D array of numbers. Received: params of shape {params.shape}, "
+                f"dtype {params.dtype}"
+            )
+        if self._params is None:
+            self._params = np.zeros((self.limit, params.size), dtype=np.float32)
+        elif params.size != self._params.shape[1]:
+            raise ValueError(
+                f"`params` must have the size of the stored ones ({self._params.shape[1]}). "
+                f"Received: params of shape {params.shape}"
+            )
+        self._params[self._next] = params
+        self._returns[self._next] = self._episode_reward
+        self._next = (self._next + 1) % self.limit
+        self._size = min(self._size + 1, self.limit)
+        self._episode_reward = 0.0
+
+    def end_episode(self) -> None:
+        """Abandons the running episode (a run stopped in its middle): its rewards are forgotten."""
+        self._episode_reward = 0.0
+
+    def sample(self, batch_size: int, batch_idxs: Any = None) -> tuple[list[np.ndarray], list[float]]:
+        """Draws stored episodes uniformly: without replacement when `batch_size <= nb_entries`,
+        with replacement (and a warning) otherwise.
+
+        Args:
+            batch_size: number of episodes, >= 1.
+            batch_idxs: the episodes to return instead of a random draw, as indices in
+                `[0, nb_entries)`, oldest first. Defaults to `None`.
+
+        Returns:
+            `(params, returns)`: a list of `batch_size` parameter vectors and the list of
+            their episodes' total rewards.
+
+        Raises:
+            ValueError: if the memory is empty, or `batch_idxs` does not hold `batch_size`
+                indices in range.
+        """
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        if self._size == 0:
+            raise ValueError(
+                "The memory holds no finished episode yet: call finalize_episode first. "
+                f"Received: batch_size={batch_size}"
+            )
+        if batch_idxs is None:
+            if batch_size <= self._size:
+                idx = self.rng.choice(self._size, size=batch_size, replace=False)
+            else:
+                warnings.warn(
+                    f"Only {self._size} episodes are stored, fewer than batch_size={batch_size}: sampling with "
+                    "replacement. A longer warm-up avoids it.",
+                    stacklevel=2,
+                )
+                idx = self.rng.integers(0, self._size, size=batch_size)
+        else:
+            idx = np.asarray(batch_idxs)
+            if idx.shape != (batch_size,) or idx.dtype.kind not in "iu" or (idx < 0).any() or (idx >= self._size).any():
+                raise ValueError(
+                    f"`batch_idxs` must hold batch_size={batch_size} integers in [0, {self._size}). "
+                    f"Received: batch_idxs={batch_idxs!r:.200}"
+                )
+        slots = (idx + (self._next if self._size == self.limit else 0)) % self.limit  # oldest first
+        return [self._params[s].copy() for s in slots], [float(self._returns[s]) for s in slots]
+
+    def get_config(self) -> dict[str, Any]:
+        """Returns the constructor arguments."""
+        return {**super().get_config(), "limit": self.limit, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> EpisodeParameterMemory:
+        """Creates an empty memory from `get_config()`'s output."""
+        return cls(**config)
+
+    def save(self, filepath: str | os.PathLike) -> None:
+        """Writes the memory's contents and sampling state to a `.npz` file, atomically (no pickles)."""
+        arrays = {
+            "config": np.array([self.limit, self.window_length], dtype=np.int64),
+            "counters": np.array([self._next, self._size], dtype=np.int64),
+            "returns": self._returns,
+            "episode_reward": np.array(self._episode_reward, dtype=np.float64),
+            "rng_state": _rng_state_array(self.rng),
+        }
+        if self._params is not None:
+            arrays["params"] = self._params
+        with atomic_path(filepath) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    def load(self, filepath: str | os.PathLike) -> None:
+        """Restores what `save` wrote: `set_state(read_state(filepath))`.
+
+        Raises:
+            ValueError: if the file is missing, damaged, or does not fit this memory.
+        """
+        self.set_state(self.read_state(filepath))
+
+    def read_state(self, filepath: str | os.PathLike) -> dict[str, Any]:
+        """Reads and checks a file that `save` wrote, without changing the memory.
+
+        Returns:
+            The memory's state, for `set_state`.
+
+        Raises:
+            ValueError: naming the file and the field, if anything is missing or wrong.
+        """
+        filepath = os.fspath(filepath)
+        try:
+            with np.load(filepath, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except Exception as e:  # missing, truncated or damaged
+            raise ValueError(f"The memory file is missing or damaged ({e}). Received: filepath={filepath!r}") from e
+
+        def bad(field: str, expected: str) -> ValueError:
+            return ValueError(
+                f"The memory file is invalid: `{field}` must be {expected}. Received: filepath={filepath!r}"
+            )
+
+        required = {"config", "counters", "returns", "episode_reward", "rng_state"}
+        if not required <= arrays.keys():
+            raise ValueError(
+                f"Not an episode parameter memory file: missing {sorted(required - arrays.keys())}. "
+                f"Received: filepath={filepath!r}"
+            )
+        config, counters = arrays["config"], arrays["counters"]
+        if config.dtype.kind not in "iu" or config.shape != (2,):
+            raise bad("config", "2 integers")
+        if (int(config[0]), int(config[1])) != (self.limit, self.window_length):
+            raise ValueError(
+                f"The memory file was saved with limit={int(config[0])}, window_length={int(config[1])}; this memory "
+                f"has limit={self.limit}, window_length={self.window_length}. Received: filepath={filepath!r}"
+            )
+        if counters.dtype.kind not in "iu" or counters.shape != (2,):
+            raise bad("counters", "2 integers")
+        nxt, size = int(counters[0]), int(counters[1])
+        in_ring = nxt == size if size < self.limit else 0 <= nxt < self.limit  # fills 0, 1, ... then wraps
+        if not 0 <= size <= self.limit or not in_ring:
+            raise bad("counters", f"a ring-buffer position and size within limit={self.limit} (got {nxt}, {size})")
+        returns = arrays["returns"]
+        if returns.dtype != np.float64 or returns.shape != (self.limit,) or not np.isfinite(returns).all():
+            raise bad("returns", f"{self.limit} finite float64 values")
+        episode_reward = arrays["episode_reward"]
+        if episode_reward.dtype != np.float64 or episode_reward.shape != () or not np.isfinite(episode_reward):
+            raise bad("episode_reward", "a finite float64 scalar")
+        params = arrays.get("params")
+        if params is None:
+            if size:
+                raise bad("params", f"present: the file counts {size} episodes")
+        elif params.dtype != np.float32 or params.ndim != 2 or params.shape[0] != self.limit:
+            raise bad("params", f"float32 of shape ({self.limit}, nb_params)")
+        elif not np.isfinite(params).all():
+            raise bad("params", "finite")
+        return {
+            "next": nxt,
+            "size": size,
+            "returns": returns,
+            "episode_reward": float(episode_reward),
+            "params": params,
+            "rng_state": _check_rng_state_array(arrays["rng_state"], filepath),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Replaces the memory's contents and sampling state with `state`, as `read_state` returned it."""
+        self._next, self._size = state["next"], state["size"]
+        self._returns = state["returns"]
+        self._episode_reward = state["episode_reward"]
+        self._params = state["params"]
+        self.rng.bit_generator.state = state["rng_state"]

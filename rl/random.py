@@ -132,15 +132,18 @@ class OrnsteinUhlenbeckProcess(AnnealedGaussianProcess):
     restarting from `x0` (or zeros) at each `reset_states()`. The stationary standard deviation is
     `sigma / sqrt(2 * theta)`.
 
+    The positional order is keras-rl's: `(theta, mu, sigma, dt, size, sigma_min,
+    n_steps_annealing)`; `x0` and `seed` come after.
+
     Args:
         theta: mean-reversion rate, > 0.
         mu: long-run mean. Defaults to `0.0`.
         sigma: initial noise scale. Defaults to `1.0`.
         dt: time step. Defaults to `1e-2`.
-        x0: starting value, or `None` for zeros. Defaults to `None`.
         size: dimension of each sample (the number of actions). Defaults to `1`.
         sigma_min: final noise scale, or `None` for no annealing. Defaults to `None`.
         n_steps_annealing: samples over which `sigma` anneals to `sigma_min`. Defaults to `1000`.
+        x0: starting value, or `None` for zeros. Defaults to `None`.
         seed: generator seed. Defaults to `None`.
 
     Example:
@@ -156,10 +159,10 @@ class OrnsteinUhlenbeckProcess(AnnealedGaussianProcess):
         mu: float = 0.0,
         sigma: float = 1.0,
         dt: float = 1e-2,
-        x0: Any = None,
         size: int = 1,
         sigma_min: float | None = None,
         n_steps_annealing: int = 1000,
+        x0: Any = None,
         seed: int | None = None,
     ):
         super().__init__(mu, sigma, sigma_min, n_steps_annealing, size, seed)

@@ -16,11 +16,16 @@ import keras
 import numpy as np
 
 __all__ = [
+    "WhiteningNormalizer",
     "atomic_path",
     "check_int",
     "check_number",
+    "clone_model",
     "clone_optimizer",
+    "get_object_config",
     "get_optimizer",
+    "get_soft_target_model_updates",
+    "huber_loss",
     "parse_json",
     "read_json",
     "sha256_file",
@@ -182,9 +187,218 @@ def get_optimizer(optimizer: Any, name: str = "optimizer") -> keras.optimizers.O
     )
 
 
-def clone_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+def clone_optimizer(optimizer: keras.optimizers.Optimizer | str) -> keras.optimizers.Optimizer:
     """Returns a fresh, unbuilt optimizer with the same configuration.
 
     Keras 3 optimizers are built for the variables they first see, so each network needs its own.
+
+    Args:
+        optimizer: a Keras optimizer, or its name (such as `'adam'`), which gives a new one.
+
+    Returns:
+        A new optimizer of the same class and configuration, holding no variables.
     """
+    if isinstance(optimizer, str):
+        return get_optimizer(optimizer)
     return optimizer.__class__.from_config(optimizer.get_config())
+
+
+# ------------------------------------------------------------ keras-rl's helpers
+def clone_model(model: keras.Model, custom_objects: dict | None = None) -> keras.Model:
+    """Returns a new model with the same architecture and a copy of the weights.
+
+    keras-rl's `rl.util.clone_model`. The clone shares no variable with `model`, so training one
+    leaves the other unchanged (which is how target networks start).
+
+    Args:
+        model: a Keras model (Sequential, functional, or a subclass with `get_config`).
+        custom_objects: custom layers and functions the model's config refers to, by name.
+            Defaults to `None`.
+
+    Returns:
+        The clone, with `model`'s weights.
+
+    Raises:
+        TypeError: if `model` is not a Keras model.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"`model` must be a Keras model. Received: model={model!r}")
+    with keras.saving.custom_object_scope(dict(custom_objects or {})):
+        clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def get_soft_target_model_updates(
+    target: keras.Model, source: keras.Model, tau: float
+) -> list[tuple[keras.Variable, Any]]:
+    """Returns the soft target update `target <- tau * source + (1 - tau) * target`, per variable.
+
+    keras-rl's helper returned update tuples for a Keras 2 training function; Keras 3 has no such
+    functions, so the pairs are applied by assigning them:
+    `for variable, value in updates: variable.assign(value)`. The agents of this library update
+    their targets themselves (`target_model_update=`); this helper is for hand-written code.
+
+    Args:
+        target: the target network.
+        source: the online network, with the same architecture.
+        tau: the fraction of `source` mixed in, in `[0, 1]`.
+
+    Returns:
+        A list of `(target variable, new value)` pairs over the trainable and non-trainable
+        variables, in the models' order.
+
+    Raises:
+        ValueError: if the models hold different numbers of variables, or `tau` is outside `[0, 1]`.
+    """
+    tau = check_number("tau", tau, low=0.0, high=1.0)
+    target_vars = list(target.trainable_weights) + list(target.non_trainable_weights)
+    source_vars = list(source.trainable_weights) + list(source.non_trainable_weights)
+    if len(target_vars) != len(source_vars):
+        raise ValueError(
+            "`target` and `source` must have the same variables. "
+            f"Received: {len(target_vars)} target variables and {len(source_vars)} source variables"
+        )
+    return [
+        (t, tau * keras.ops.convert_to_tensor(s) + (1.0 - tau) * keras.ops.convert_to_tensor(t))
+        for t, s in zip(target_vars, source_vars)
+    ]
+
+
+def get_object_config(o: Any) -> dict[str, Any] | None:
+    """Returns `{'class_name': ..., 'config': o.get_config()}`, or `None` for `None`.
+
+    Args:
+        o: an object with `get_config()` (a policy, a memory, an optimizer), or `None`.
+
+    Returns:
+        The class name and config, or `None`.
+
+    Raises:
+        TypeError: if `o` has no `get_config` method.
+    """
+    if o is None:
+        return None
+    if not callable(getattr(o, "get_config", None)):
+        raise TypeError(f"`o` must have a `get_config()` method. Received: o={o!r}")
+    return {"class_name": type(o).__name__, "config": o.get_config()}
+
+
+def huber_loss(y_true: Any, y_pred: Any, clip_value: float) -> Any:
+    """The elementwise Huber loss of `x = y_true - y_pred`, with threshold `clip_value`.
+
+    `0.5 * x**2` where `|x| < clip_value`, `clip_value * (|x| - 0.5 * clip_value)` elsewhere; with
+    `clip_value=np.inf` it is `0.5 * x**2` everywhere.
+
+    Args:
+        y_true: targets (arrays or tensors).
+        y_pred: predictions, broadcastable with `y_true`.
+        clip_value: the threshold between the quadratic and the linear part, > 0 (`np.inf` allowed).
+
+    Returns:
+        The loss per element, a tensor of the broadcast shape.
+
+    Raises:
+        ValueError: if `clip_value` is not > 0.
+    """
+    clip_value = check_number("clip_value", clip_value, low=0.0, low_inclusive=False, allow_inf=True)
+    x = keras.ops.subtract(y_true, y_pred)
+    squared = 0.5 * keras.ops.square(x)
+    if math.isinf(clip_value):
+        return squared
+    abs_x = keras.ops.abs(x)
+    return keras.ops.where(abs_x < clip_value, squared, clip_value * (abs_x - 0.5 * clip_value))
+
+
+class WhiteningNormalizer:
+    """Running mean and standard deviation of arrays, to whiten them: `(x - mean) / std`.
+
+    Statistics are merged batch by batch (Chan et al.'s parallel update, exact in float64), and
+    `std = sqrt(max(eps**2, variance))` so that constant dimensions are not divided by zero.
+    Before any update, `mean` is 0 and `std` is 1 (whitening changes nothing).
+
+    Args:
+        shape: the shape of one sample.
+        eps: the smallest standard deviation, > 0. Defaults to `1e-2`.
+        dtype: dtype of the statistics. Defaults to `np.float64`.
+
+    Raises:
+        ValueError: if `eps` is not > 0.
+
+    Example:
+
+    >>> n = WhiteningNormalizer(shape=(2,))
+    >>> n.update(np.array([[0.0, 10.0], [2.0, 30.0]]))
+    >>> n.mean, n.std
+    (array([ 1., 20.]), array([ 1., 10.]))
+    """
+
+    def __init__(self, shape: tuple | int, eps: float = 1e-2, dtype: Any = np.float64):
+        self.shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+        self.eps = check_number("eps", eps, low=0.0, low_inclusive=False)
+        self.dtype = np.dtype(dtype)
+        self.count = 0
+        self.mean = np.zeros(self.shape, dtype=self.dtype)
+        self._m2 = np.zeros(self.shape, dtype=self.dtype)  # sum of squared deviations from the mean
+        self.std = np.ones(self.shape, dtype=self.dtype)
+
+    def update(self, x: Any) -> None:
+        """Adds the samples of `x` (one sample of `shape`, or a batch `(B,) + shape`) to the statistics.
+
+        Raises:
+            ValueError: if `x`'s trailing dimensions are not `shape`.
+        """
+        x = np.asarray(x, dtype=self.dtype)
+        if x.shape == self.shape:
+            x = x[None]
+        if x.shape[1:] != self.shape:
+            raise ValueError(
+                f"`x` must have shape {self.shape} or (batch,) + {self.shape}. Received: x.shape={x.shape}"
+            )
+        n = x.shape[0]
+        if n == 0:
+            return
+        batch_mean = x.mean(axis=0)
+        batch_m2 = np.square(x - batch_mean).sum(axis=0)
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self._m2 = self._m2 + batch_m2 + np.square(delta) * (self.count * n / total)
+        self.count = total
+        self.std = np.sqrt(np.maximum(self.eps**2, self._m2 / total))
+
+    def normalize(self, x: Any) -> np.ndarray:
+        """Returns `(x - mean) / std` (broadcast over leading dimensions)."""
+        return (np.asarray(x) - self.mean) / self.std
+
+    def denormalize(self, x: Any) -> np.ndarray:
+        """Returns `std * x + mean`, the inverse of `normalize`."""
+        return self.std * np.asarray(x) + self.mean
+
+    def get_state(self) -> dict[str, Any]:
+        """Returns the statistics as JSON-compatible values (for checkpoints)."""
+        return {"count": self.count, "mean": self.mean.tolist(), "m2": self._m2.tolist()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restores what `get_state` returned.
+
+        Raises:
+            ValueError: if the state does not fit this normalizer's shape or is not valid.
+        """
+        try:
+            count = state["count"]
+            mean = np.asarray(state["mean"], dtype=self.dtype)
+            m2 = np.asarray(state["m2"], dtype=self.dtype)
+        except (TypeError, KeyError, ValueError) as e:
+            raise ValueError(f"Not a WhiteningNormalizer state ({e}). Received: state={state!r:.200}") from e
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"`count` must be a non-negative integer. Received: count={count!r}")
+        if mean.shape != self.shape or m2.shape != self.shape:
+            raise ValueError(
+                f"The state's statistics must have shape {self.shape}. Received: mean.shape={mean.shape}, "
+                f"m2.shape={m2.shape}"
+            )
+        if not (np.isfinite(mean).all() and np.isfinite(m2).all()) or (m2 < 0).any():
+            raise ValueError("The state's statistics must be finite, with a non-negative `m2`.")
+        self.count, self.mean, self._m2 = count, mean, m2
+        self.std = np.sqrt(np.maximum(self.eps**2, m2 / count)) if count else np.ones(self.shape, dtype=self.dtype)

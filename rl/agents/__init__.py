@@ -1,7 +1,23 @@
 """Agents: each algorithm in its own module, on the shared engine (`rl.engine`, `rl.agents.off_policy`)."""
 
+from rl.agents.cem import CEMAgent
 from rl.agents.ddpg import DDPGAgent
+from rl.agents.dqn import DQNAgent
+from rl.agents.naf import ContinuousDQNAgent, NAFAgent
 from rl.agents.sac import SACAgent
+from rl.agents.sarsa import SARSAAgent, SarsaAgent
 from rl.agents.td3 import TD3Agent
+from rl.agents.td3bc import TD3BCAgent
 
-__all__ = ["DDPGAgent", "SACAgent", "TD3Agent"]
+__all__ = [
+    "CEMAgent",
+    "ContinuousDQNAgent",
+    "DDPGAgent",
+    "DQNAgent",
+    "NAFAgent",
+    "SACAgent",
+    "SARSAAgent",
+    "SarsaAgent",
+    "TD3Agent",
+    "TD3BCAgent",
+]

@@ -69,6 +69,7 @@ class _TrainOptions(NamedTuple):
     groups: frozenset  # optimizer groups trained by this call (empty: only a hard target copy)
     first_index: int  # the first update's number modulo `update_cycle`
     hard_update: bool  # copy the target networks after the updates
+    updates: int | None = None  # gradient steps of this call; None: the agent's `gradient_steps`
 
 
 class OffPolicyAgent(DeepAgent):
@@ -95,6 +96,14 @@ class OffPolicyAgent(DeepAgent):
     """
 
     update_cycle = 1  # updates repeat their pattern with this period (TD3: the policy delay)
+
+    @property
+    def stored_action_size(self) -> int:
+        """Subclass hook: the width of an action as the memory stores it and `GraphBatch.action` holds it.
+
+        `nb_actions` for continuous actions; value-based agents store one integer action (1).
+        """
+        return self.nb_actions
 
     def __init__(
         self,
@@ -161,6 +170,7 @@ class OffPolicyAgent(DeepAgent):
         self._sample_into = False  # whether the memory writes training batches straight into the packed input
         self._act_fields: Fields | None = None
         self._train_fields: Fields | None = None
+        self._batch_fields: dict[tuple, tuple[Fields, Fields]] = {}  # forward_batch's layouts, by size
         # Crosses calls: the training call `backward` scheduled, run fused with the next
         # `forward` (None when nothing is due), and the number of updates scheduled so far.
         self._scheduled: _TrainOptions | None = None
@@ -168,6 +178,9 @@ class OffPolicyAgent(DeepAgent):
         self._last_metrics = np.full(len(self.base_metrics), np.nan, dtype=np.float32)
         self.recent_observation: Any = None
         self.recent_action: np.ndarray | None = None
+        # forward_batch's observations and actions, one row per sub-environment, for backward_batch.
+        self.recent_observations: np.ndarray | None = None
+        self.recent_actions: np.ndarray | None = None
 
     # --------------------------------------------------- the algorithm's part
     def act_graph(self, nets: Nets, states: Any, training: bool) -> tf.Tensor:
@@ -263,12 +276,18 @@ class OffPolicyAgent(DeepAgent):
             return [np.asarray(s) for s in states]
         return [np.asarray(states)]
 
-    def _setup_inputs(self, observation: Any, source: str = "observation") -> None:
-        """Checks an observation against the networks' inputs and records the input shapes."""
+    def _setup_inputs(self, observation: Any, source: str = "observation") -> list[np.ndarray] | None:
+        """Checks an observation against the networks' inputs and records the input shapes.
+
+        The shapes are learned from the state the observation starts (the processor, if any, sees
+        that real state, never made-up data). Returns that processed state, which `forward`
+        reuses, or `None` when the shapes were known already.
+        """
         if isinstance(observation, (dict, tuple, list)) and self.processor is None:
             raise TypeError(
                 f"{type(self).__name__}'s networks take arrays: a {type(observation).__name__} observation needs a "
-                "Processor whose process_observation returns one array (see rl.core.Processor). "
+                "Processor whose process_observation returns one array, such as rl.processors.MultiInputProcessor for "
+                "a network with one input per part (see rl.core.Processor). "
                 f"Received: {source} of type {type(observation).__name__}"
             )
         obs = np.asarray(observation)
@@ -277,9 +296,11 @@ class OffPolicyAgent(DeepAgent):
                 f"Observations must be numeric arrays. Received: {source} of dtype {obs.dtype} ({observation!r:.100})"
             )
         if self._obs_shape == obs.shape and self._input_shapes is not None:
-            return
+            return None
         w = self.window_length
-        inputs = self._process_states(np.zeros((1, w) + obs.shape, dtype=obs.dtype))
+        first_state = np.zeros((1, w) + obs.shape, dtype=obs.dtype)  # an episode's first state: zero-padded
+        first_state[0, -1] = obs
+        inputs = self._process_states(first_state)
         acting, *others = self.policy_models()
         if len(inputs) != len(acting.inputs):
             raise ValueError(
@@ -317,6 +338,7 @@ class OffPolicyAgent(DeepAgent):
             and callable(getattr(self.memory, "sample_into", None))
             and (self.processor is None or type(self.processor).process_state_batch is Processor.process_state_batch)
         )
+        return inputs
 
     def _observation_inputs_of_others(self, k: int) -> list:
         """The `k`-th observation input of every other network that takes observations."""
@@ -327,41 +349,56 @@ class OffPolicyAgent(DeepAgent):
     def _model_input(states: list[tf.Tensor]) -> Any:
         return states[0] if len(states) == 1 else states
 
-    def _fields(self) -> tuple[Fields, Fields]:
-        """The packed layouts of the acting call and of the training call (built once per input shape)."""
+    def _fields(self, n_states: int = 1, n_updates: int | None = None) -> tuple[Fields, Fields]:
+        """The packed layouts of the acting call and of the training call (built once per input shape).
+
+        `n_states` states are acted on per call (`forward_batch`: one per sub-environment) and
+        `n_updates` gradient steps run per training call (`None`: `gradient_steps`).
+        """
+        if (n_states, n_updates) != (1, None):
+            key = (n_states, n_updates, tuple(self._input_shapes))
+            if key not in self._batch_fields:
+                self._batch_fields[key] = self._make_fields(n_states, n_updates or self.gradient_steps)
+            return self._batch_fields[key]
         if self._train_fields is None:
-            kb = self.batch_size * self.gradient_steps
-            self._act_fields = Fields([("state", [(1,) + s for s in self._input_shapes])])
-            self._train_fields = Fields(
-                [
-                    ("state", [(1,) + s for s in self._input_shapes]),
-                    ("state0", [(kb,) + s for s in self._input_shapes]),
-                    ("state1", [(kb,) + s for s in self._input_shapes]),
-                    ("rows", (kb, self.nb_actions + 2)),  # [action..., reward, terminal]
-                ]
-            )
+            self._act_fields, self._train_fields = self._make_fields(1, self.gradient_steps)
         return self._act_fields, self._train_fields
 
-    def _act_function(self, training: bool):
-        fields, _ = self._fields()
+    def _make_fields(self, n_states: int, n_updates: int) -> tuple[Fields, Fields]:
+        kb = self.batch_size * n_updates
+        return (
+            Fields([("state", [(n_states,) + s for s in self._input_shapes])]),
+            Fields(
+                [
+                    ("state", [(n_states,) + s for s in self._input_shapes]),
+                    ("state0", [(kb,) + s for s in self._input_shapes]),
+                    ("state1", [(kb,) + s for s in self._input_shapes]),
+                    ("rows", (kb, self.stored_action_size + 2)),  # [action..., reward, terminal]
+                ]
+            ),
+        )
+
+    def _act_function(self, training: bool, n_states: int = 1):
+        fields, _ = self._fields(n_states)
         # Outside training the networks' own variables hold the weights (pushed when fit ends).
         nets = self.nets if training else Nets({r: _ModelView(m) for r, m in self.models.items()})
 
         def act(flat: tf.Tensor) -> tf.Tensor:
             states = self._model_input(fields.unpack(flat)["state"])
-            return tf.cast(self.act_graph(nets, states, training)[0], tf.float32)
+            out = self.act_graph(nets, states, training)  # [n_states, A]
+            return tf.cast(out[0] if n_states == 1 else tf.reshape(out, [-1]), tf.float32)
 
         return act
 
-    def _train_function(self, options: _TrainOptions):
-        _, fields = self._fields()
-        b, a = self.batch_size, self.nb_actions
+    def _train_function(self, options: _TrainOptions, n_states: int = 1):
+        _, fields = self._fields(n_states, options.updates)
+        b, a = self.batch_size, self.stored_action_size
 
         def train(flat: tf.Tensor) -> tf.Tensor:
             parts = fields.unpack(flat)
             steps = []
             if options.groups:
-                for k in range(self.gradient_steps):  # each on its own batch, in order
+                for k in range(options.updates or self.gradient_steps):  # each on its own batch, in order
                     s0, s1 = ([x[k * b : (k + 1) * b] for x in parts[n]] for n in ("state0", "state1"))
                     rows = parts["rows"][k * b : (k + 1) * b]  # [B, A + 2]
                     batch = GraphBatch(
@@ -373,7 +410,8 @@ class OffPolicyAgent(DeepAgent):
                 self.copy_targets()
             nan = tf.fill([len(self.base_metrics) + len(self._metric_fns)], np.float32(np.nan))
             metrics = tf.reduce_mean(tf.stack(steps), axis=0) if steps else nan
-            action = self.act_graph(self.nets, self._model_input(parts["state"]), True)[0]  # [A]
+            action = self.act_graph(self.nets, self._model_input(parts["state"]), True)  # [n_states, A]
+            action = action[0] if n_states == 1 else tf.reshape(action, [-1])
             return tf.concat([tf.cast(action, tf.float32), metrics], 0)
 
         return train
@@ -385,8 +423,9 @@ class OffPolicyAgent(DeepAgent):
         While training, the updates scheduled by the last `backward` run in the same compiled
         call, before the policy picks this action.
         """
+        first_parts = None  # the processed state of a first observation (the window's state at this call)
         if self._input_shapes is None or np.shape(observation) != self._obs_shape:
-            self._setup_inputs(observation)
+            first_parts = self._setup_inputs(observation)
         if self.training != self._pulled and self.flat_weights:
             # Outside `fit` (a hand-written loop): move the weights where this call reads them.
             self._pull() if self.training else self._push()
@@ -394,34 +433,55 @@ class OffPolicyAgent(DeepAgent):
         scheduled = self._scheduled if self.training else None
         if scheduled is not None:
             self._scheduled = None  # cleared first: an interrupt can never run this call twice
-            flat = self._pack_training_inputs(state, bool(scheduled.groups))
+            flat = self._pack_training_inputs(state, bool(scheduled.groups), first_parts, n_updates=scheduled.updates)
             out = self.call_compiled("train", scheduled, lambda: self._train_function(scheduled), flat)
             action = out[: self.nb_actions]
             if scheduled.groups:
                 self._last_metrics = out[self.nb_actions :]
         else:
-            flat = np.concatenate([p.reshape(-1) for p in self._process_states(state[None])], dtype=np.float32)
+            parts = first_parts if first_parts is not None else self._process_states(state[None])
+            flat = np.concatenate([p.reshape(-1) for p in parts], dtype=np.float32)
             action = self.call_compiled(
                 "act", self.training, lambda: self._act_function(self.training), flat, may_use_xla=False
             )
-        if self.training and self.random_process is not None:
-            action = (action + self.random_process.sample()).astype(np.float32)
-        if self._low is not None:
-            action = np.minimum(np.maximum(action, self._low), self._high)
+        action = self._finish_action(action)
         self.recent_observation = observation
         self.recent_action = action
         return action
 
-    def _pack_training_inputs(self, state: np.ndarray, with_batches: bool) -> np.ndarray:
-        """One float32 vector in the training fields' order: the acting state, then the batches.
+    def _finish_action(self, output: np.ndarray) -> Any:
+        """Subclass hook: the action taken, from the compiled call's output (`act_graph`'s first row).
 
-        Each of the `gradient_steps` batches is drawn by its own call to the memory, so the
-        memory's sampling rules hold per batch. A call that only copies targets draws nothing.
+        Adds the exploration noise while training and clips to the action space's bounds;
+        value-based agents apply their policy to the Q-values instead.
         """
-        _, fields = self._fields()
-        b, k = self.batch_size, self.gradient_steps
+        action = output
+        if self.training and self.random_process is not None:
+            action = (action + self.random_process.sample()).astype(np.float32)
+        if self._low is not None:
+            action = np.minimum(np.maximum(action, self._low), self._high)
+        return action
+
+    def _pack_training_inputs(
+        self,
+        state: np.ndarray,
+        with_batches: bool,
+        act_parts: list[np.ndarray] | None = None,
+        n_states: int = 1,
+        n_updates: int | None = None,
+    ) -> np.ndarray:
+        """One float32 vector in the training fields' order: the acting state(s), then the batches.
+
+        Each of the `gradient_steps` (or `n_updates`) batches is drawn by its own call to the
+        memory, so the memory's sampling rules hold per batch. A call that only copies targets
+        draws nothing. With `n_states > 1` (`forward_batch`), `act_parts` holds the processed
+        states and `state` is one of them, `[W, *obs]`.
+        """
+        _, fields = self._fields(n_states, n_updates)
+        b, k = self.batch_size, n_updates or self.gradient_steps
         flat = np.empty(fields.size, dtype=np.float32)  # every field is written below (batches when used)
-        act_parts = self._process_states(state[None])
+        if act_parts is None:
+            act_parts = self._process_states(state[None])
         for view, part in zip(fields.view(flat, "state"), act_parts):
             view[...] = part.reshape(view.shape)
         if not with_batches:
@@ -440,9 +500,10 @@ class OffPolicyAgent(DeepAgent):
             for views, states in ((s0_views, batch.state0), (s1_views, batch.state1)):
                 for view, part in zip(views, self._process_states(states)):
                     view[i : i + b] = np.asarray(part).reshape((b,) + view.shape[1:])
-            rows[i : i + b, : self.nb_actions] = batch.action.reshape(b, -1)
-            rows[i : i + b, self.nb_actions] = batch.reward
-            rows[i : i + b, self.nb_actions + 1] = batch.terminal
+            a = self.stored_action_size
+            rows[i : i + b, :a] = batch.action.reshape(b, -1)
+            rows[i : i + b, a] = batch.reward
+            rows[i : i + b, a + 1] = batch.terminal
         return flat
 
     def backward(
@@ -482,9 +543,228 @@ class OffPolicyAgent(DeepAgent):
             self._scheduled = _TrainOptions(groups or frozenset(), first, hard)
         return metrics
 
+    # ----------------------------------------------- vectorized environments
+    def forward_batch(self, observations: np.ndarray, noise: list[RandomProcess] | None = None) -> np.ndarray:
+        """Returns the actions for `N` observations at once, one per sub-environment of a vector env.
+
+        The batched `forward` that `rl.vector` calls: one compiled call acts for all `N` states
+        (and, while training, first runs the updates `backward_batch` scheduled). Each row then
+        gets the agent's own action rule (`_finish_action`: noise and clipping, or a Q-policy).
+
+        Args:
+            observations: the (processed) observations, `[N, *obs_shape]`.
+            noise: while training, one noise process per row, so that each sub-environment
+                explores with its own process; `None` draws every row from `random_process`.
+                Defaults to `None`.
+
+        Returns:
+            The actions, `[N, nb_actions]` for continuous actions or `[N]` integer actions for
+            value-based agents.
+
+        Raises:
+            ValueError: if the agent's memory has `window_length > 1`, or `noise` does not hold
+                one process per observation.
+        """
+        if self.window_length != 1:
+            raise ValueError(
+                "Vectorized environments need window_length == 1 (the sub-environments' steps interleave in the "
+                f"memory, so windows of consecutive observations cannot be rebuilt). Received: "
+                f"window_length={self.window_length}"
+            )
+        observations = np.asarray(observations)
+        n = observations.shape[0]
+        if noise is not None and len(noise) != n:
+            raise ValueError(f"`noise` must hold one process per observation ({n}). Received: len(noise)={len(noise)}")
+        if self._input_shapes is None or observations.shape[1:] != self._obs_shape:
+            self._setup_inputs(observations[0])
+        if self.training != self._pulled and self.flat_weights:
+            self._pull() if self.training else self._push()
+        states = observations[:, None]  # [N, 1, *obs]
+        parts = self._process_states(states)
+        width = self.nb_actions  # an action, or one Q-value per action
+        scheduled = self._scheduled if self.training else None
+        if scheduled is not None:
+            self._scheduled = None  # cleared first: an interrupt can never run this call twice
+            flat = self._pack_training_inputs(states[0], bool(scheduled.groups), parts, n, scheduled.updates)
+            out = self.call_compiled("train", (scheduled, n), lambda: self._train_function(scheduled, n), flat)
+            if scheduled.groups:
+                self._last_metrics = out[n * width :]
+            out = out[: n * width]
+        else:
+            flat = np.concatenate([p.reshape(-1) for p in parts], dtype=np.float32)
+            out = self.call_compiled(
+                "act", (self.training, n), lambda: self._act_function(self.training, n), flat, may_use_xla=False
+            )
+        actions = self._finish_actions(out.reshape(n, width), noise)
+        self.recent_observations, self.recent_actions = observations, actions
+        return actions
+
+    def _finish_actions(self, outputs: np.ndarray, noise: list[RandomProcess] | None) -> np.ndarray:
+        """The actions for the compiled outputs `[N, width]` of `forward_batch`: `_finish_action` per row.
+
+        A subclass's own `_finish_action` (a value-based agent's Q-policy) runs row by row; the
+        default adds row `i` the noise of `noise[i]` while training, and clips all rows at once.
+        """
+        if type(self)._finish_action is not OffPolicyAgent._finish_action:
+            return np.asarray([self._finish_action(row) for row in outputs])
+        actions = outputs
+        if self.training and (noise is not None or self.random_process is not None):
+            processes = noise if noise is not None else [self.random_process] * len(outputs)
+            actions = (actions + np.stack([p.sample() for p in processes])).astype(np.float32)
+        if self._low is not None:
+            actions = np.minimum(np.maximum(actions, self._low), self._high)
+        return actions
+
+    def backward_batch(
+        self,
+        rewards: np.ndarray,
+        terminals: np.ndarray,
+        truncateds: np.ndarray,
+        next_observations: np.ndarray,
+        stored: np.ndarray | None = None,
+        updates: int | None = None,
+    ) -> np.ndarray:
+        """Stores one transition per sub-environment and schedules their training: the batched `backward`.
+
+        Row `i` is the step of sub-environment `i` from `forward_batch`'s `observations[i]` with
+        `actions[i]`; it goes to the memory as a step of that sub-environment's episode. Training
+        is scheduled as `backward` schedules it for each of the `m` stored rows, counted as the
+        environment steps `step, ..., step + m - 1` (every `train_interval` steps, past the
+        warm-up), all run in the one compiled call of the next `forward_batch`. `step` itself is
+        left to the loop to advance.
+
+        Args:
+            rewards: `[N]` rewards.
+            terminals: `[N]`, true where the episode terminated (no bootstrap).
+            truncateds: `[N]`, true where the episode was cut by a time limit (still bootstraps).
+            next_observations: `[N, *obs_shape]`, the real next observations (an episode's final
+                one where it ended).
+            stored: `[N]` booleans, false for rows that are no environment step (a sub-environment
+                that only reset); `None` stores every row. Defaults to `None`.
+            updates: gradient steps for this vector step when training is due, or `None` for
+                `gradient_steps` per training step (one training step per environment step with
+                `train_interval=1`). Defaults to `None`.
+
+        Returns:
+            The metrics of the most recent training call, ordered as `metrics_names`.
+        """
+        metrics = self._last_metrics
+        if self.processor is not None and self.processor.metrics_names:
+            metrics = np.concatenate([metrics, np.asarray(self.processor.metrics, dtype=np.float32)])
+        with_policy = getattr(self, "_with_policy_metrics", None)  # a Q-policy's metrics (value-based agents)
+        if with_policy is not None:
+            metrics = with_policy(metrics)
+        if not self.training:
+            return metrics
+        rows = np.flatnonzero(np.ones(len(rewards), dtype=bool) if stored is None else np.asarray(stored))
+        for i in rows:
+            self.memory.append(
+                self.recent_observations[i],
+                self.recent_actions[i],
+                float(rewards[i]),
+                bool(terminals[i]),
+                next_observations[i],
+                truncated=bool(truncateds[i]),
+            )
+        steps = range(self.step, self.step + len(rows))
+        calls = [t for t in steps if t % self.train_interval == 0 and any(t > n for n in self.warmup.values())]
+        groups = frozenset(g for g, n in self.warmup.items() if calls and calls[-1] > n)
+        hard = self.target_model_update >= 1 and any(t % int(self.target_model_update) == 0 for t in steps)
+        if groups or hard:
+            n_updates = (updates if updates is not None else len(calls) * self.gradient_steps) if groups else None
+            first = self._updates % self.update_cycle
+            self._updates += n_updates or 0
+            self._scheduled = _TrainOptions(groups, first, hard, n_updates)
+        return metrics
+
     def _end_episode(self) -> None:
         if hasattr(self.memory, "end_episode"):
             self.memory.end_episode()
+
+    # ------------------------------------------------------ offline training
+    def fit_offline(
+        self,
+        nb_steps: int,
+        callbacks: list | None = None,
+        verbose: int = 1,
+        eval_env: Any = None,
+        eval_interval: int = 10000,
+        nb_eval_episodes: int = 5,
+        log_interval: int = 1000,
+        *,
+        updates_per_call: int = 100,
+        action_space: gym.spaces.Box | None = None,
+    ) -> keras.callbacks.History:
+        """Trains `nb_steps` gradient updates on the transitions in `agent.memory`, with no environment.
+
+        Fill the memory from a dataset first (`SequentialMemory.from_arrays`, `.from_minari`).
+        Each update is the algorithm's own `train_step` on a batch of `batch_size` transitions
+        drawn uniformly from the memory. The data is copied into TensorFlow variables once per
+        call, and the batches are drawn inside the compiled function with the agent's seed stream
+        (`seed_stream`, saved in checkpoints), so one compiled call runs up to `updates_per_call`
+        updates. Every optimizer group trains from the first update (the warm-up settings count
+        environment steps and do not apply). Updates count in `agent.step` like environment steps
+        do in `fit`, so `rl.callbacks.Checkpoint`, `EvalCallback` and `ModelIntervalCheckpoint`
+        work by update; a call also ends at every multiple of a callback's `interval` (or
+        `eval_interval`), where the callbacks' `on_step_end` runs with `logs["metrics"]`, the
+        call's mean metrics. `agent.load_checkpoint(dirpath)` then
+        `fit_offline(total - agent.step)` resumes a run exactly. Ctrl-C stops after the current
+        call and returns the History.
+
+        Args:
+            nb_steps: number of gradient updates, >= 1.
+            callbacks: `rl.callbacks.Callback`s or Keras callbacks. Defaults to `None`.
+            verbose: `0` silent, `1` a progress bar and one line per `log_interval` updates,
+                `2` the lines only. Defaults to `1`.
+            eval_env: an environment to evaluate the policy on without noise every
+                `eval_interval` updates (`rl.callbacks.EvalCallback`), or `None`. Its action
+                space also gives the action bounds. Defaults to `None`.
+            eval_interval: updates between evaluations, >= 1. Defaults to `10000`.
+            nb_eval_episodes: episodes per evaluation, >= 1. Defaults to `5`.
+            log_interval: updates per History entry (and printed line), >= 1. Defaults to `1000`.
+            updates_per_call: most updates run by one compiled call, >= 1. Defaults to `100`.
+            action_space: a bounded `gymnasium.spaces.Box` giving the action bounds when no
+                `eval_env` does (the dataset's actions are checked against them, and algorithms
+                that clip target actions use them), or `None`. Defaults to `None`.
+
+        Returns:
+            A `keras.callbacks.History` whose `history` holds, per `log_interval` updates,
+            `nb_steps` (the value of `agent.step` at its end), `updates_per_second` and the mean of
+            each metric of `metrics_names` (NaN where none was computed); with `eval_env`, per
+            evaluation, `eval_step`, `eval_mean_return`, `eval_std_return` and
+            `best_mean_return`.
+
+        Raises:
+            ValueError: before any update, if the agent is not compiled, an argument is out of
+                range, the memory holds no transition or fewer than `batch_size`, the dataset's
+                actions do not have `nb_actions` values or lie outside the known action bounds,
+                a value is NaN or inf, the observations do not fit the networks' input or the
+                evaluation environment, or the processor has a `process_state_batch`.
+            TypeError: if the memory cannot be sampled in the graph (it needs
+                `sampling_arrays()`, as `SequentialMemory` has), or an argument has the wrong type.
+
+        Example:
+
+        ```python
+        agent.memory = SequentialMemory.from_arrays(obs, actions, rewards, terminals, truncations)
+        history = agent.fit_offline(20_000, eval_env=gym.make("Pendulum-v1"), eval_interval=5000)
+        history.history["critic_loss"], history.history["eval_mean_return"]
+        ```
+        """
+        from rl.agents.offline import run_offline  # the offline machinery lives in its own module
+
+        return run_offline(
+            self,
+            nb_steps,
+            callbacks,
+            verbose,
+            eval_env,
+            eval_interval,
+            nb_eval_episodes,
+            log_interval,
+            updates_per_call,
+            action_space,
+        )
 
     # -------------------------------------------------------- checkpoints
     def _checkpoint_state(self) -> dict:
