@@ -13,7 +13,8 @@ of standard deviation 1 (its mean return is printed).
 Printed per library: gradient updates per second over the timed updates (ours: after the first
 compiled call, which traces the step, reported apart; d3rlpy: its whole `fit`, which has no such
 start-up), and the mean return of `--eval-episodes` noise-free episodes after the same number of
-updates. Then the ratio of the two rates. d3rlpy comes from the `bench` extra.
+updates. Then the ratio of the two rates. d3rlpy comes from the `bench-offline` extra (it pins
+gymnasium 1.0.0: install it in a separate environment).
 
     python benchmarks/offline_speed.py                       # 10 000 updates each (minutes on 2 cores)
     python benchmarks/offline_speed.py --updates 2000        # a short run: speeds only mean much

@@ -61,6 +61,7 @@ NAV = [
             "checkpoints",
             "inference",
             "custom_environments",
+            "vector",
             "offline",
             "recommendation",
             "distributed",
