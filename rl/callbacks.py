@@ -128,51 +128,63 @@ class CallbackList:
                         self._hooks[name].append(getattr(cb, keras_name))
 
     def set_model(self, model: Any) -> None:
+        """Gives every callback the agent (Keras callbacks get it as their `model`)."""
         for cb in self.callbacks:
             cb.set_model(model)
 
     def set_params(self, params: dict) -> None:
+        """Gives every callback the run's parameters (`nb_steps` or `nb_episodes`)."""
         for cb in self.callbacks:
             cb.set_params(params)
 
     def set_env(self, env: Any) -> None:
+        """Gives every callback that has `set_env` the environment."""
         for cb in self.callbacks:
             if isinstance(cb, Callback):
                 cb._set_env(env)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        """Calls `on_train_begin` of every callback (also when `test` starts)."""
         for hook in self._hooks["on_train_begin"]:
             hook(logs)
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        """Calls `on_train_end` of every callback (also when `test` ends)."""
         for hook in self._hooks["on_train_end"]:
             hook(logs)
 
     def on_episode_begin(self, episode: int, logs: dict | None = None) -> None:
+        """Calls `on_episode_begin` of every callback (Keras callbacks: `on_epoch_begin`)."""
         for hook in self._hooks["on_episode_begin"]:
             hook(episode, logs)
 
     def on_episode_end(self, episode: int, logs: dict | None = None) -> None:
+        """Calls `on_episode_end` of every callback (Keras callbacks: `on_epoch_end`)."""
         for hook in self._hooks["on_episode_end"]:
             hook(episode, logs)
 
     def on_step_begin(self, step: int, logs: dict | None = None) -> None:
+        """Calls `on_step_begin` of every callback (Keras callbacks: `on_batch_begin`)."""
         for hook in self._hooks["on_step_begin"]:
             hook(step, logs)
 
     def on_step_end(self, step: int, logs: dict | None = None) -> None:
+        """Calls `on_step_end` of every callback (Keras callbacks: `on_batch_end`)."""
         for hook in self._hooks["on_step_end"]:
             hook(step, logs)
 
     def on_action_begin(self, action: Any, logs: dict | None = None) -> None:
+        """Calls `on_action_begin` of every callback that has it, before each `env.step`."""
         for hook in self._hooks["on_action_begin"]:
             hook(action, logs)
 
     def on_action_end(self, action: Any, logs: dict | None = None) -> None:
+        """Calls `on_action_end` of every callback that has it, after each `env.step`."""
         for hook in self._hooks["on_action_end"]:
             hook(action, logs)
 
     def on_eval_end(self, step: int, logs: dict | None = None) -> None:
+        """Calls `on_eval_end` of every callback that has it, after an evaluation during training."""
         for hook in self._hooks["on_eval_end"]:
             hook(step, logs)
         for history in self._histories:

@@ -136,3 +136,22 @@ def test_every_public_name_has_a_docstring():
             if (inspect.isclass(obj) or inspect.isfunction(obj)) and not (obj.__doc__ or "").strip():
                 undocumented.append(f"{module_name}.{name}")
     assert not undocumented, undocumented
+
+
+def test_every_public_method_and_property_of_a_public_class_is_documented():
+    """Its own docstring or the one it overrides (as `inspect.getdoc` and the API page read them)."""
+    undocumented = []
+    for module_name in build_api.modules():
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            cls = getattr(module, name)
+            if not inspect.isclass(cls):
+                continue
+            for attr, value in vars(cls).items():
+                if attr.startswith("_") or not (
+                    callable(value) or isinstance(value, (property, staticmethod, classmethod))
+                ):
+                    continue
+                if not (inspect.getdoc(getattr(cls, attr)) or "").strip():
+                    undocumented.append(f"{module_name}.{name}.{attr}")
+    assert not undocumented, sorted(set(undocumented))

@@ -148,8 +148,10 @@ class ActorCriticAgent(OffPolicyAgent):
 
     @property
     def target_actor(self) -> keras.Model:
+        """The actor's target network."""
         return self.models["target_actor"]
 
     @property
     def target_critic(self) -> keras.Model:
+        """The (first) critic's target network."""
         return self.models["target_critic"]

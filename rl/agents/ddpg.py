@@ -177,6 +177,7 @@ class DDPGAgent(ActorCriticAgent):
         return {"critic_loss": loss, "mean_q": tf.reduce_mean(q0), **self.compiled_metrics(y, q0)}
 
     def train_actor(self, nets: Nets, batch: GraphBatch) -> dict[str, tf.Tensor]:
+        """In the graph: one gradient step of the actor on `actor_loss`; returns `{"actor_loss": loss}`."""
         loss, _ = self.minimize("actor", lambda: (self.actor_loss(nets, batch.state0), None))
         return {"actor_loss": loss}
 

@@ -38,6 +38,7 @@ class DuelingCombine(keras.layers.Layer):
         self.dueling_type = dueling_type
 
     def call(self, x: Any) -> Any:
+        """Combines `[V, A_1..A_n]` into Q-values with the layer's `dueling_type`."""
         value, advantage = x[:, :1], x[:, 1:]  # [B, 1], [B, n]
         if self.dueling_type == "avg":
             return value + advantage - keras.ops.mean(advantage, axis=1, keepdims=True)
@@ -46,6 +47,7 @@ class DuelingCombine(keras.layers.Layer):
         return value + advantage
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """`(batch, nb_actions)`: one unit fewer than the input (the value)."""
         return (input_shape[0], None if input_shape[1] is None else input_shape[1] - 1)
 
     def get_config(self) -> dict[str, Any]:

@@ -62,6 +62,7 @@ class UpdateStep(NamedTuple):
     index: int
 
     def trains(self, group: str) -> bool:
+        """Whether this step may train optimizer group `group` (it is past its warm-up)."""
         return group in self.groups
 
 

@@ -40,6 +40,7 @@ class GraphDataset:
         self._key: tuple | None = None
 
     def load(self, memory: Any, input_shape: tuple[int, ...]) -> None:
+        """Copies `memory`'s transitions into the variables the compiled sampler reads (once per dataset)."""
         arrays = memory.sampling_arrays()
         obs = arrays["observations"]
         store = obs if obs.dtype.kind == "f" else obs.astype(np.float32)

@@ -161,6 +161,7 @@ class TD3BCAgent(TD3Agent):
         return -lmbda * tf.reduce_mean(q) + bc, bc
 
     def train_actor(self, nets: Nets, batch: GraphBatch) -> dict[str, tf.Tensor]:
+        """In the graph: one actor step on the TD3+BC loss; returns the loss and its behaviour-cloning part."""
         loss, bc = self.minimize("actor", lambda: self.actor_loss_bc(nets, batch))
         return {"actor_loss": loss, "bc_loss": bc}
 

@@ -513,13 +513,16 @@ class SeedStream:
         return self.variable.assign_add(tf.constant([0, 1], tf.int64))
 
     def get_state(self) -> np.ndarray:
+        """The stream's position, for checkpoints."""
         return self.variable.numpy()
 
     def set_state(self, state: np.ndarray) -> None:
+        """Moves the stream to a position `get_state` returned."""
         self.variable.assign(np.asarray(state, np.int64))
 
     @staticmethod
     def check_state(state: np.ndarray, path: str) -> None:
+        """Raises a `ValueError` naming `path` if `state` is not a stream position."""
         if state.shape != (2,) or state.dtype.kind not in "iu":
             raise ValueError(f"The seed stream state in {path} is invalid. Received: seed_stream={state!r}")
 

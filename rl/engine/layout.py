@@ -61,20 +61,24 @@ class VariableWeights:
 
     @property
     def variables(self) -> list:
+        """The variables gradients are applied to."""
         return self.model.trainable_variables
 
     @property
     def state(self) -> list:
+        """Every variable that defines the network (what target updates and checkpoints copy)."""
         return self.model.weights
 
     def __call__(self, inputs: Any, training: bool) -> tf.Tensor:
         return self.model(inputs, training=training)
 
     def soft_update(self, source: VariableWeights, tau: float) -> None:
+        """`self <- (1 - tau) * self + tau * source`, variable by variable (target networks)."""
         for t, s in zip(self.state, source.state):
             t.assign(t * (1.0 - tau) + s * tau)
 
     def copy_from(self, source: VariableWeights) -> None:
+        """Copies `source`'s state into this one (a hard target update)."""
         for t, s in zip(self.state, source.state):
             t.assign(s)
 
@@ -98,10 +102,12 @@ class ParameterWeights(VariableWeights):
 
     @property
     def variables(self) -> list:
+        """The one trained variable."""
         return [self.variable]
 
     @property
     def state(self) -> list:
+        """The one trained variable."""
         return [self.variable]
 
     def __call__(self, inputs: Any, training: bool) -> tf.Tensor:
@@ -132,10 +138,12 @@ class FlatWeights(VariableWeights):
 
     @property
     def variables(self) -> list:
+        """The packed variable (if any small arrays) and the large arrays' own variables."""
         return ([self.flat] if self.flat is not None else []) + self.own
 
     @property
     def state(self) -> list:
+        """The same as `variables`: the network is defined by them while training."""
         return self.variables
 
     def _values(self) -> list[tf.Tensor]:
