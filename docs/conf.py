@@ -63,6 +63,7 @@ NAV = [
             "custom_environments",
             "vector",
             "offline",
+            "replay",
             "recommendation",
             "distributed",
             "writing_an_agent",

@@ -17,8 +17,10 @@ __all__ = [
     "Experience",
     "Memory",
     "ObservationWindow",
+    "PrioritizedMemory",
     "RingBuffer",
     "SequentialMemory",
+    "SumTree",
     "sample_batch_indexes",
     "zeroed_observation",
 ]
@@ -247,6 +249,15 @@ class SequentialMemory:
             instead of being zero-padded (transitions themselves still never cross). Defaults to
             `False`.
         seed: seed of the sampling generator. Defaults to `None` (fresh entropy).
+        n_step: steps per sampled transition, >= 1. With `n_step > 1` a sampled transition's
+            reward is the discounted sum `r_t + gamma r_{t+1} + ... ` of up to `n_step` stored
+            rewards of its episode, and it bootstraps from the observation `k` steps later with
+            `gamma^k`, where `k <= n_step` is the number of steps taken: fewer at a termination
+            (no bootstrap) or where the episode was truncated or stopped (the real final
+            observation). Transitions are stored one step each, so `n_step` can be changed at any
+            time. Defaults to `1`.
+        gamma: discount of the n-step sums, in `[0, 1]`, or `None` for the discount of the agent
+            that uses the memory (an off-policy agent sets it). Defaults to `None`.
 
     Raises:
         ValueError: if `limit < window_length + 1`: no window and next observation would fit.
@@ -266,8 +277,12 @@ class SequentialMemory:
         window_length: int = 1,
         ignore_episode_boundaries: bool = False,
         seed: int | None = None,
+        n_step: int = 1,
+        gamma: float | None = None,
     ):
         self.limit = check_int("limit", limit, minimum=2)
+        self.n_step = check_int("n_step", n_step, minimum=1)
+        self.gamma = None if gamma is None else check_number("gamma", gamma, low=0.0, high=1.0)
         self.window_length = check_int("window_length", window_length, minimum=1)
         if self.limit < self.window_length + 1:
             raise ValueError(
@@ -522,8 +537,14 @@ class SequentialMemory:
             raise ValueError("The memory holds no transition yet: append some before calling `sample`.")
         return batch_size
 
-    def _states(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _states(self, idx: np.ndarray, k: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         # The next observation sits in the next slot; slot `limit` wraps to 0 (`mode="wrap"`, `% limit`).
+        if k is not None:  # n-step transitions: the next state is `k` slots on
+            if self.window_length == 1:
+                obs = self._observations
+                return obs.take(idx, axis=0)[:, None], obs.take(idx + k, axis=0, mode="wrap")[:, None]
+            step = self._episode_step[idx]
+            return self._windows(idx, step), self._windows(idx + k, step + k)
         if self.window_length == 1:
             # ndarray.take gathers rows several times faster than fancy indexing.
             obs = self._observations
@@ -578,11 +599,53 @@ class SequentialMemory:
             idx[~ok] = self._sample_indices(int((~ok).sum()))
         return idx
 
+    def _n_step_rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The n-step transitions at slots `idx`: their rows and the steps `k` each takes.
+
+        Each row's reward is the discounted sum of up to `n_step` rewards of its episode; its
+        terminal column holds `1 - gamma^(k-1) * (1 - terminal)`, so that a learner's
+        `gamma * (1 - terminal)` is the bootstrap discount `gamma^k` (`0` at a termination).
+        """
+        if self.gamma is None:
+            raise ValueError(
+                "`gamma` must be set to sample n-step transitions: pass it to the memory, or give the memory "
+                f"to an agent, which sets its own. Received: gamma=None, n_step={self.n_step}"
+            )
+        rows = self._rows.take(idx, axis=0)  # [B, A + 2]
+        a, limit, gamma = self._nb_actions, self.limit, self.gamma
+        reward = rows[:, a].astype(np.float64)
+        done = rows[:, a + 1] > 0
+        k = np.ones(len(idx), dtype=np.int64)
+        discount = np.ones(len(idx))
+        oldest = self._next if self._size == self.limit else 0
+        age = (idx - oldest) % limit  # the following slots of the same episode are newer
+        step = self._episode_step[idx]
+        active = ~done
+        for j in range(1, self.n_step):
+            nxt = (idx + j) % limit
+            active &= self._valid[nxt] & (self._episode_step[nxt] == step + j) & (age + j < self._size)
+            if not active.any():
+                break
+            nrows = self._rows.take(nxt[active], axis=0)
+            discount[active] *= gamma
+            reward[active] += discount[active] * nrows[:, a]
+            k[active] = j + 1
+            ended = nrows[:, a + 1] > 0
+            done[active] = ended
+            active[np.flatnonzero(active)[ended]] = False
+        rows[:, a] = reward
+        rows[:, a + 1] = 1.0 - discount * (~done)  # discount is gamma^(k-1)
+        return rows, k
+
     def _sample(self, batch_size: int, batch_idxs: Any = None) -> Batch:
         batch_size = self._check_batch_size(batch_size)
         idx = self._sample_indices(batch_size) if batch_idxs is None else self._indices_at(batch_size, batch_idxs)
-        state0, state1 = self._states(idx)
-        rows = self._rows.take(idx, axis=0)  # [B, A + 2]
+        if self.n_step > 1:
+            rows, k = self._n_step_rows(idx)
+            state0, state1 = self._states(idx, k)
+        else:
+            state0, state1 = self._states(idx)
+            rows = self._rows.take(idx, axis=0)  # [B, A + 2]
         a = self._nb_actions
         action = rows[:, :a].reshape((len(idx),) + self._action_shape)
         return Batch(state0, action, rows[:, a].copy(), state1, rows[:, a + 1].copy())
@@ -611,6 +674,10 @@ class SequentialMemory:
                 f"Received: rows.shape={rows.shape}, rows.dtype={rows.dtype}"
             )
         idx = self._sample_indices(b)
+        if self.n_step > 1:
+            rows[...], k = self._n_step_rows(idx)
+            state0[...], state1[...] = self._states(idx, k)
+            return
         obs = self._observations
         if self.window_length == 1 and state0.dtype == state1.dtype == obs.dtype:
             # mode="clip" writes straight into `out` (the indices are in range anyway).
@@ -913,7 +980,16 @@ class SequentialMemory:
             `indices`: the slots that `sample` may draw (a transition whose window is complete),
             as int64. A transition at slot `i` has its next observation in slot
             `(i + 1) % limit`. The arrays are the memory's own (not copies): do not change them.
+
+        Raises:
+            TypeError: if the memory samples n-step transitions (`n_step > 1`), which such a
+                sampler does not build.
         """
+        if self.n_step > 1:
+            raise TypeError(
+                "Samplers outside the memory draw one-step transitions; this memory samples n-step ones. "
+                f"Use a memory with n_step=1. Received: n_step={self.n_step}"
+            )
         if self._observations is None:
             empty = np.zeros(0, dtype=np.int64)
             return {"observations": None, "rows": None, "episode_step": self._episode_step, "indices": empty}
@@ -935,6 +1011,8 @@ class SequentialMemory:
             "window_length": self.window_length,
             "ignore_episode_boundaries": self.ignore_episode_boundaries,
             "seed": self.seed,
+            "n_step": self.n_step,
+            "gamma": self.gamma,
         }
 
     @classmethod
@@ -947,6 +1025,12 @@ class SequentialMemory:
 
         The file uses numpy's format without pickled objects.
         """
+        arrays = self._state_arrays()
+        with atomic_path(filepath) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays `save` writes (a subclass adds its own)."""
         arrays: dict[str, np.ndarray] = {
             "config": np.array([self.limit, self.window_length, int(self.ignore_episode_boundaries)], dtype=np.int64),
             "counters": np.array(
@@ -960,8 +1044,7 @@ class SequentialMemory:
             arrays["observations"] = self._observations
             arrays["rows"] = self._rows
             arrays["action_shape"] = np.array(self._action_shape, dtype=np.int64)
-        with atomic_path(filepath) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+        return arrays
 
     def load(self, filepath: str | os.PathLike) -> None:
         """Restores what `save` wrote: `set_state(read_state(filepath))`.
@@ -1112,6 +1195,312 @@ class SequentialMemory:
         self._nb_actions = int(np.prod(self._action_shape)) if self._rows is not None else 0
         self._last_next_obs = None
         self.rng.bit_generator.state = state["rng_state"]
+
+
+class SumTree:
+    """A binary tree of non-negative values whose every node holds the sum of its leaves, in numpy.
+
+    Leaves sit at positions `capacity .. 2 * capacity - 1` of one float64 array (`capacity` is a
+    power of two); node `i` has children `2i` and `2i + 1`, and node `1` holds the total. Batches
+    of updates and of prefix-sum searches run level by level, vectorised over the batch, in
+    O(batch_size * log(size)).
+
+    Args:
+        size: number of leaves, >= 1.
+    """
+
+    def __init__(self, size: int):
+        self.size = check_int("size", size, minimum=1)
+        self.capacity = 1 << max(0, (self.size - 1).bit_length())
+        self.depth = self.capacity.bit_length() - 1
+        self.nodes = np.zeros(2 * self.capacity, dtype=np.float64)
+
+    @property
+    def total(self) -> float:
+        """The sum of all leaves."""
+        return float(self.nodes[1])
+
+    @property
+    def leaves(self) -> np.ndarray:
+        """The leaves' values, `[size]` (a view: change them with `set`)."""
+        return self.nodes[self.capacity : self.capacity + self.size]
+
+    def set(self, indices: np.ndarray, values: np.ndarray) -> None:
+        """Sets leaves `indices` to `values` and updates their ancestors (the last write wins on repeats)."""
+        pos = np.asarray(indices, dtype=np.int64) + self.capacity
+        nodes = self.nodes
+        nodes[pos] = values
+        for _ in range(self.depth):
+            pos >>= 1
+            child = pos << 1
+            nodes[pos] = nodes.take(child) + nodes.take(child + 1)
+
+    def set_one(self, index: int, value: float) -> None:
+        """Sets one leaf (a scalar path, faster than `set` for a single index)."""
+        nodes = self.nodes
+        pos = int(index) + self.capacity
+        nodes[pos] = value
+        pos >>= 1
+        while pos:
+            nodes[pos] = nodes[2 * pos] + nodes[2 * pos + 1]
+            pos >>= 1
+
+    def find(self, prefix: np.ndarray) -> np.ndarray:
+        """The leaf of each prefix sum: the first `i` with `sum(leaves[: i + 1]) > prefix`, `[B]` int64."""
+        nodes, u = self.nodes, np.array(prefix, dtype=np.float64)
+        pos = np.ones(u.shape, dtype=np.int64)
+        for _ in range(self.depth):
+            pos <<= 1
+            left = nodes.take(pos)
+            right = u >= left
+            u -= left * right
+            pos += right
+        return np.minimum(pos - self.capacity, self.size - 1)
+
+    def rebuild(self) -> None:
+        """Recomputes every inner node from the leaves."""
+        nodes = self.nodes
+        for level in range(self.depth - 1, -1, -1):
+            lo, hi = 1 << level, 2 << level
+            nodes[lo:hi] = nodes[2 * lo : 2 * hi : 2] + nodes[2 * lo + 1 : 2 * hi : 2]
+
+
+class PrioritizedMemory(SequentialMemory):
+    """Prioritized experience replay (proportional variant, Schaul et al. 2016) on `SequentialMemory`.
+
+    A transition is drawn with probability `P(i) = p_i^alpha / sum_k p_k^alpha`, where its
+    priority `p_i = |td_error_i| + epsilon` is set by `update_priorities` after each training
+    step; a new transition gets the largest priority seen so far, so that it is drawn at least
+    once soon. The sampling bias is corrected by the importance-sampling weights
+    `w_i = (N * P(i))^-beta / max_j w_j` (the max over the batch), which an off-policy agent
+    uses to weight its TD loss; `beta` grows linearly from its initial value to `1` over
+    `beta_steps` sampled batches. The priorities live in a `SumTree`, so drawing a batch and
+    updating its priorities are O(batch_size * log(limit)), vectorised in numpy. Storage,
+    episodes, windows, truncation, n-step returns, `save`/`load` and checkpoints are those of
+    `SequentialMemory`; the priorities are saved with the transitions.
+
+    Sampling is stratified: the total priority is cut into `batch_size` equal segments and one
+    transition is drawn from each.
+
+    Args:
+        limit: number of slots, as in `SequentialMemory`.
+        alpha: how much the priorities count, >= 0 (`0`: uniform sampling). Defaults to `0.6`.
+        beta: initial importance-sampling exponent, in `[0, 1]`. Defaults to `0.4`.
+        beta_steps: sampled batches over which `beta` grows linearly to `1`, >= 1. Defaults to
+            `100_000`.
+        epsilon: added to `|td_error|`, > 0, so that no transition gets probability zero.
+            Defaults to `1e-6`.
+        window_length, ignore_episode_boundaries, seed, n_step, gamma: as in `SequentialMemory`.
+
+    Raises:
+        ValueError: if an argument is out of range.
+
+    Example:
+
+    >>> memory = PrioritizedMemory(limit=100_000, alpha=0.6, beta=0.4, beta_steps=50_000, seed=0)
+    >>> agent = DQNAgent(model, nb_actions=2, memory=memory, ...)  # the agent updates the priorities
+    >>> batch = memory.sample(32)
+    >>> memory.last_indices, memory.last_weights  # the draw's slots and importance weights
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        alpha: float = 0.6,
+        beta: float = 0.4,
+        beta_steps: int = 100_000,
+        epsilon: float = 1e-6,
+        window_length: int = 1,
+        ignore_episode_boundaries: bool = False,
+        seed: int | None = None,
+        n_step: int = 1,
+        gamma: float | None = None,
+    ):
+        super().__init__(limit, window_length, ignore_episode_boundaries, seed, n_step, gamma)
+        self.alpha = check_number("alpha", alpha, low=0.0)
+        self.beta = check_number("beta", beta, low=0.0, high=1.0)
+        self.beta_steps = check_int("beta_steps", beta_steps, minimum=1)
+        self.epsilon = check_number("epsilon", epsilon, low=0.0, low_inclusive=False)
+        self.tree = SumTree(self.limit)
+        self.max_priority = 1.0
+        self.nb_batches = 0  # batches sampled so far (for beta's annealing)
+        self.last_indices = np.zeros(0, dtype=np.int64)
+        self.last_weights = np.zeros(0, dtype=np.float32)
+
+    @property
+    def current_beta(self) -> float:
+        """The importance-sampling exponent of the next batch: `beta` annealed linearly to `1`."""
+        return self.beta + (1.0 - self.beta) * min(1.0, self.nb_batches / self.beta_steps)
+
+    @property
+    def priorities(self) -> np.ndarray:
+        """Each slot's priority `p_i` (`0` for slots that start no transition), `[limit]` (a copy)."""
+        leaves = self.tree.leaves
+        if self.alpha == 0:
+            return np.where(leaves > 0, 1.0, 0.0)
+        return leaves ** (1.0 / self.alpha)
+
+    # ------------------------------------------------------------------ writing
+    def _take_slot(self) -> int:
+        i = super()._take_slot()
+        if self.tree.nodes[self.tree.capacity + i] != 0.0:
+            self.tree.set_one(i, 0.0)
+        return i
+
+    def _store(self, *args: Any, **kwargs: Any) -> None:
+        super()._store(*args, **kwargs)
+        self.tree.set_one((self._pending - 1) % self.limit, self.max_priority**self.alpha)
+
+    def _sync_tree(self) -> None:
+        """Gives every stored transition without a priority the maximum one (memories built from data)."""
+        leaves = self.tree.leaves
+        missing = self._valid & (leaves == 0)
+        if missing.any():
+            leaves[missing] = self.max_priority**self.alpha
+            leaves[~self._valid] = 0.0
+            self.tree.rebuild()
+
+    # ----------------------------------------------------------------- sampling
+    def _sample_indices(self, batch_size: int) -> np.ndarray:
+        if self.tree.total <= 0 or self.tree.total == np.inf:
+            self._sync_tree()
+        tree = self.tree
+        idx = np.empty(0, dtype=np.int64)
+        for _ in range(_DRAW_ROUNDS):
+            need = batch_size - idx.size
+            u = (np.arange(need) + self.rng.random(need)) * (tree.total / need)
+            new = tree.find(u)
+            ok = tree.nodes.take(new + tree.capacity) > 0  # guards against rounding at the segments' edges
+            if self.window_length > 1:
+                ok &= self._window_fits(new)
+            if ok.all() and not idx.size:
+                idx = new
+                break
+            idx = np.concatenate([idx, new[ok]])
+            if idx.size >= batch_size:
+                break
+        else:  # few transitions can be sampled (short windows): draw the rest uniformly among them
+            idx = np.concatenate([idx, super()._sample_indices(batch_size - idx.size)])
+        self._record(idx)
+        return idx
+
+    def _indices_at(self, batch_size: int, batch_idxs: Any) -> np.ndarray:
+        idx = super()._indices_at(batch_size, batch_idxs)
+        self._record(idx)
+        return idx
+
+    def _record(self, idx: np.ndarray) -> None:
+        p = self.tree.nodes.take(idx + self.tree.capacity)
+        low = p.min()
+        if low <= 0:  # slots drawn uniformly or by position may have no priority yet
+            p = np.where(p > 0, p, p[p > 0].min() if (p > 0).any() else 1.0)
+            low = p.min()
+        self.last_weights = ((p * (1.0 / low)) ** -self.current_beta).astype(np.float32)
+        self.last_indices = idx
+        self.nb_batches += 1
+
+    def update_priorities(self, indices: Any, td_errors: Any) -> None:
+        """Sets the priorities of sampled transitions to `|td_errors| + epsilon`.
+
+        Slots that no longer start a transition (overwritten since the draw) are left alone.
+
+        Args:
+            indices: slots, as `last_indices` returned them, `[B]` integers in `[0, limit)`.
+            td_errors: the transitions' TD errors (their sign is dropped), `[B]` finite numbers.
+
+        Raises:
+            ValueError: if the arrays differ in length, an index is out of range, or an error
+                is not finite.
+        """
+        idx = np.asarray(indices)
+        err = np.abs(np.asarray(td_errors, dtype=np.float64)).reshape(-1)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu" or err.shape != idx.shape:
+            raise ValueError(
+                "`indices` must be a 1-D integer array as long as `td_errors`. "
+                f"Received: indices.shape={idx.shape}, td_errors.shape={np.shape(td_errors)}"
+            )
+        if idx.size and (idx.min() < 0 or idx.max() >= self.limit):
+            raise ValueError(f"`indices` must lie in [0, {self.limit}). Received: indices={idx!r:.200}")
+        if not np.isfinite(err).all():
+            raise ValueError(f"`td_errors` must be finite. Received: td_errors={np.asarray(td_errors)!r:.200}")
+        keep = self._valid[idx]
+        if not keep.all():
+            idx, err = idx[keep], err[keep]
+        if not idx.size:
+            return
+        p = err + self.epsilon
+        self.max_priority = max(self.max_priority, float(p.max()))
+        self.tree.set(idx, p**self.alpha)
+
+    def sampling_arrays(self) -> dict[str, np.ndarray]:
+        """Not available: samplers outside the memory would ignore the priorities.
+
+        Raises:
+            TypeError: always.
+        """
+        raise TypeError(
+            "PrioritizedMemory samples by priority, which samplers outside the memory (fit_offline's) do not do. "
+            f"Use a SequentialMemory. Received: memory={type(self).__name__}"
+        )
+
+    # ------------------------------------------------------------ serialisation
+    def get_config(self) -> dict[str, Any]:
+        """Returns the constructor arguments."""
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "beta_steps": self.beta_steps,
+            "epsilon": self.epsilon,
+        }
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        arrays = super()._state_arrays()
+        arrays["priority_leaves"] = self.tree.leaves.copy()
+        arrays["priority_state"] = np.array([self.max_priority, float(self.nb_batches)], dtype=np.float64)
+        return arrays
+
+    def read_state(self, filepath: str | os.PathLike) -> dict[str, Any]:
+        """Reads and checks a file that `save` wrote, as `SequentialMemory.read_state`, with the priorities.
+
+        A file saved by a `SequentialMemory` is accepted: its transitions get the maximum priority.
+
+        Raises:
+            ValueError: naming the file and the field, if anything is missing or wrong.
+        """
+        state = super().read_state(filepath)
+        with np.load(os.fspath(filepath), allow_pickle=False) as data:
+            leaves = data["priority_leaves"] if "priority_leaves" in data.files else None
+            extra = data["priority_state"] if "priority_state" in data.files else None
+        if leaves is None:
+            state["priority_leaves"] = np.where(state["valid"], 1.0, 0.0)
+            state["priority_state"] = (1.0, 0)
+            return state
+        if leaves.dtype != np.float64 or leaves.shape != (self.limit,) or not np.isfinite(leaves).all():
+            raise ValueError(
+                f"The memory file is invalid: `priority_leaves` must be finite float64 of shape ({self.limit},). "
+                f"Received: priority_leaves of shape {leaves.shape}, dtype {leaves.dtype} in filepath={filepath!r}"
+            )
+        if (leaves < 0).any() or (leaves[~state["valid"]] != 0).any():
+            raise ValueError(
+                "The memory file is invalid: `priority_leaves` must be >= 0, and 0 for slots that start no "
+                f"transition. Received: filepath={filepath!r}"
+            )
+        if extra is None or extra.shape != (2,) or not np.isfinite(extra).all() or extra[0] <= 0 or extra[1] < 0:
+            raise ValueError(
+                "The memory file is invalid: `priority_state` must be [max_priority > 0, nb_batches >= 0]. "
+                f"Received: priority_state={None if extra is None else extra.tolist()!r} in filepath={filepath!r}"
+            )
+        state["priority_leaves"] = leaves
+        state["priority_state"] = (float(extra[0]), int(extra[1]))
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Replaces the contents, sampling state and priorities with `state`, as `read_state` returned it."""
+        super().set_state(state)
+        self.tree.leaves[:] = state["priority_leaves"]
+        self.tree.rebuild()
+        self.max_priority, self.nb_batches = state["priority_state"]
 
 
 def _experiences(batch: Batch) -> list[Experience]:

@@ -163,7 +163,7 @@ class DDPGAgent(ActorCriticAgent):
     def critic_loss(self, nets: Nets, batch: GraphBatch, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """The sum over critics of `mean(huber(y - Q_i(s0, a)))`, and the first critic's `Q(s0, a)` `[B]`."""
         qs = [self.q(nets, role, batch.state0, batch.action, training=True) for role in self.critic_roles]
-        return tf.add_n([tf.reduce_mean(huber(y - q, self.delta_clip)) for q in qs]), qs[0]
+        return tf.add_n([self.weighted_mean(huber(y - q, self.delta_clip), batch) for q in qs]), qs[0]
 
     def actor_loss(self, nets: Nets, states: Any) -> tf.Tensor:
         """`-mean(Q(s, mu(s)))` with the first critic."""
@@ -174,7 +174,12 @@ class DDPGAgent(ActorCriticAgent):
         """One critic update toward `td_target`; returns `critic_loss`, `mean_q` and compile's metrics."""
         y = tf.stop_gradient(self.td_target(nets, batch))  # [B]
         loss, q0 = self.minimize("critic", lambda: self.critic_loss(nets, batch, y))
-        return {"critic_loss": loss, "mean_q": tf.reduce_mean(q0), **self.compiled_metrics(y, q0)}
+        return {
+            "critic_loss": loss,
+            "mean_q": tf.reduce_mean(q0),
+            **self.compiled_metrics(y, q0),
+            **self.td_errors(batch, y - q0),
+        }
 
     def train_actor(self, nets: Nets, batch: GraphBatch) -> dict[str, tf.Tensor]:
         """In the graph: one gradient step of the actor on `actor_loss`; returns `{"actor_loss": loss}`."""

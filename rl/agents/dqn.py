@@ -266,7 +266,7 @@ class DQNAgent(ValueBasedAgent):
         def loss_fn():
             q = nets.model(batch.state0, training=True)  # [B, A]
             q_taken = tf.gather(q, actions, axis=1, batch_dims=1)  # [B]
-            return tf.reduce_mean(huber(y - q_taken, self.delta_clip)), (q, q_taken)
+            return self.weighted_mean(huber(y - q_taken, self.delta_clip), batch), (q, q_taken)
 
         loss, (q, q_taken) = self.minimize("model", loss_fn)
         self.update_targets("target_model")
@@ -274,4 +274,5 @@ class DQNAgent(ValueBasedAgent):
             "loss": loss,
             "mean_q": tf.reduce_mean(tf.reduce_max(q, axis=1)),
             **self.compiled_metrics(y, q_taken),
+            **self.td_errors(batch, y - q_taken),
         }

@@ -277,11 +277,16 @@ class NAFAgent(OffPolicyAgent):
 
         def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
             q0 = self.q_values(nets, batch.state0, batch.action, training=True)  # [B]
-            return tf.reduce_mean(huber(y - q0, self.delta_clip)), q0
+            return self.weighted_mean(huber(y - q0, self.delta_clip), batch), q0
 
         loss, q0 = self.minimize("q", loss_fn)
         self.update_targets("target_V")
-        return {"loss": loss, "mean_q": tf.reduce_mean(q0), **self.compiled_metrics(y, q0)}
+        return {
+            "loss": loss,
+            "mean_q": tf.reduce_mean(q0),
+            **self.compiled_metrics(y, q0),
+            **self.td_errors(batch, y - q0),
+        }
 
 
 def _output_width(name: str, model: keras.Model) -> int:

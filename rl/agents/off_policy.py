@@ -7,6 +7,9 @@ registers its networks (see `rl.engine.DeepAgent`), and writes two graph functio
 - `act_graph(nets, states, training) -> actions [B, A]`: the action (before the exploration noise
   of `random_process` and the clipping to the action space, which this class adds);
 - `train_step(nets, batch, step) -> {metric: scalar}`: one gradient update on a `GraphBatch`.
+  Its TD losses average over the batch with `weighted_mean(x, batch)`, and it adds
+  `td_errors(batch, y - q)` to its metrics, so that a prioritized memory
+  (`rl.memory.PrioritizedMemory`) weights the loss and gets each transition's TD error back.
 
 `rl.agents.actor_critic.ActorCriticAgent` adds what DDPG, TD3 and SAC share: an actor and one
 or more critics taking the action through an input of their own.
@@ -39,8 +42,13 @@ class GraphBatch(NamedTuple):
         state0: `s_t` as the networks take it (a tensor, or a list for multi-input models), `[B, ...]`.
         action: `a_t`, `[B, A]`.
         reward: `r_t`, `[B]`.
-        terminal: `1.0` where `s_{t+1}` is terminal (no bootstrap), `[B]`.
-        state1: `s_{t+1}`, as `state0`.
+        terminal: `1.0` where `s_{t+1}` is terminal (no bootstrap), `[B]`. With an n-step memory
+            (`n_step > 1`), `reward` is the discounted n-step return and `terminal` holds
+            `1 - gamma^(k-1) * (1 - terminal)` for a transition of `k` steps, so that
+            `gamma * (1 - terminal)` is its bootstrap discount `gamma^k`.
+        state1: `s_{t+1}` (`s_{t+k}` with n-step returns), as `state0`.
+        weight: the importance-sampling weights `[B]` of a prioritized memory, or `None` (every
+            transition weighs the same). Losses average with `OffPolicyAgent.weighted_mean`.
     """
 
     state0: Any
@@ -48,6 +56,7 @@ class GraphBatch(NamedTuple):
     reward: tf.Tensor
     terminal: tf.Tensor
     state1: Any
+    weight: Any = None
 
 
 class UpdateStep(NamedTuple):
@@ -156,6 +165,15 @@ class OffPolicyAgent(DeepAgent):
                     f"Received: random_process.size={size}"
                 )
         self.random_process = random_process
+        if getattr(memory, "n_step", 1) > 1:
+            if getattr(memory, "gamma", None) is None:
+                memory.gamma = self.gamma  # the n-step sums discount as the agent does
+            elif memory.gamma != self.gamma:
+                raise ValueError(
+                    f"An n-step memory's `gamma` must equal the agent's ({self.gamma}). "
+                    f"Received: memory.gamma={memory.gamma}"
+                )
+        self._priority_indices: list[np.ndarray] = []  # the slots of the batches packed for the next call
         self.window_length = int(getattr(memory, "window_length", 1))
         if self.window_length > 1 and self.memory_interval > 1:
             raise ValueError(
@@ -195,6 +213,42 @@ class OffPolicyAgent(DeepAgent):
     def policy_models(self) -> list[keras.Model]:
         """The networks that take observations, first the one that acts (for input-shape checks)."""
         raise NotImplementedError
+
+    @staticmethod
+    def weighted_mean(x: tf.Tensor, batch: GraphBatch) -> tf.Tensor:
+        """In the graph: the mean of the per-transition losses `x` `[B]`, weighted by `batch.weight`.
+
+        Args:
+            x: per-transition values, `[B]`.
+            batch: the batch they come from.
+
+        Returns:
+            `mean(x)` when `batch.weight` is `None`, else `mean(batch.weight * x)`.
+        """
+        if batch.weight is None:
+            return tf.reduce_mean(x)
+        return tf.reduce_mean(tf.cast(batch.weight, x.dtype) * x)
+
+    @staticmethod
+    def td_errors(batch: GraphBatch, td: tf.Tensor) -> dict[str, tf.Tensor]:
+        """In the graph: `{"td_error": |td|}` for a prioritized memory's batch, else `{}`.
+
+        Merge it into `train_step`'s metrics; the agent hands the values to
+        `memory.update_priorities` after the training call.
+
+        Args:
+            batch: the batch trained on.
+            td: its TD errors `y - Q(s, a)`, `[B]`.
+
+        Returns:
+            A dict to merge into the step's metrics.
+        """
+        return {} if batch.weight is None else {"td_error": tf.abs(td)}
+
+    @property
+    def prioritized(self) -> bool:
+        """Whether the memory takes priorities (has `update_priorities`, as `PrioritizedMemory`)."""
+        return callable(getattr(self.memory, "update_priorities", None))
 
     # ----------------------------------------------------------------- setup
     def compile(self, optimizer: Any, metrics: list | None = None) -> None:
@@ -376,6 +430,7 @@ class OffPolicyAgent(DeepAgent):
                     ("state1", [(kb,) + s for s in self._input_shapes]),
                     ("rows", (kb, self.stored_action_size + 2)),  # [action..., reward, terminal]
                 ]
+                + ([("weight", (kb,))] if self.prioritized else [])  # importance-sampling weights
             ),
         )
 
@@ -394,26 +449,32 @@ class OffPolicyAgent(DeepAgent):
     def _train_function(self, options: _TrainOptions, n_states: int = 1):
         _, fields = self._fields(n_states, options.updates)
         b, a = self.batch_size, self.stored_action_size
+        prioritized = self.prioritized
 
         def train(flat: tf.Tensor) -> tf.Tensor:
             parts = fields.unpack(flat)
-            steps = []
+            steps, tds = [], []
             if options.groups:
                 for k in range(options.updates or self.gradient_steps):  # each on its own batch, in order
                     s0, s1 = ([x[k * b : (k + 1) * b] for x in parts[n]] for n in ("state0", "state1"))
                     rows = parts["rows"][k * b : (k + 1) * b]  # [B, A + 2]
+                    weight = parts["weight"][k * b : (k + 1) * b] if prioritized else None
                     batch = GraphBatch(
-                        self._model_input(s0), rows[:, :a], rows[:, a], rows[:, a + 1], self._model_input(s1)
+                        self._model_input(s0), rows[:, :a], rows[:, a], rows[:, a + 1], self._model_input(s1), weight
                     )
                     step = UpdateStep(options.groups, (options.first_index + k) % self.update_cycle)
-                    steps.append(self._metric_vector(self.train_step(self.nets, batch, step)))
+                    metrics = dict(self.train_step(self.nets, batch, step))
+                    td = metrics.pop("td_error", None)
+                    if prioritized:  # NaN where the step trained no critic: those priorities stay
+                        tds.append(tf.fill([b], np.float32(np.nan)) if td is None else tf.cast(td, tf.float32))
+                    steps.append(self._metric_vector(metrics))
             if options.hard_update:
                 self.copy_targets()
             nan = tf.fill([len(self.base_metrics) + len(self._metric_fns)], np.float32(np.nan))
             metrics = tf.reduce_mean(tf.stack(steps), axis=0) if steps else nan
             action = self.act_graph(self.nets, self._model_input(parts["state"]), True)  # [n_states, A]
             action = action[0] if n_states == 1 else tf.reshape(action, [-1])
-            return tf.concat([tf.cast(action, tf.float32), metrics], 0)
+            return tf.concat([tf.cast(action, tf.float32), metrics] + tds, 0)
 
         return train
 
@@ -436,6 +497,7 @@ class OffPolicyAgent(DeepAgent):
             self._scheduled = None  # cleared first: an interrupt can never run this call twice
             flat = self._pack_training_inputs(state, bool(scheduled.groups), first_parts, n_updates=scheduled.updates)
             out = self.call_compiled("train", scheduled, lambda: self._train_function(scheduled), flat)
+            out = self._update_priorities(out, scheduled)
             action = out[: self.nb_actions]
             if scheduled.groups:
                 self._last_metrics = out[self.nb_actions :]
@@ -449,6 +511,19 @@ class OffPolicyAgent(DeepAgent):
         self.recent_observation = observation
         self.recent_action = action
         return action
+
+    def _update_priorities(self, out: np.ndarray, scheduled: _TrainOptions) -> np.ndarray:
+        """Hands a training call's TD errors (the tail of `out`) to a prioritized memory; returns the rest."""
+        indices, self._priority_indices = self._priority_indices, []
+        if not (self.prioritized and scheduled.groups):
+            return out
+        kb = self.batch_size * (scheduled.updates or self.gradient_steps)
+        td, out = out[-kb:], out[:-kb]
+        idx = np.concatenate(indices)
+        known = np.isfinite(td)
+        if known.any():
+            self.memory.update_priorities(idx[known], td[known])
+        return out
 
     def _finish_action(self, output: np.ndarray) -> Any:
         """Subclass hook: the action taken, from the compiled call's output (`act_graph`'s first row).
@@ -495,9 +570,11 @@ class OffPolicyAgent(DeepAgent):
             s0, s1 = s0_views[0].reshape(shape), s1_views[0].reshape(shape)
             for i in range(0, k * b, b):
                 self.memory.sample_into(b, s0[i : i + b], s1[i : i + b], rows[i : i + b])
+                self._take_weights(fields, flat, i)
             return flat
         for i in range(0, k * b, b):
             batch = self.memory.sample(b)
+            self._take_weights(fields, flat, i)
             for views, states in ((s0_views, batch.state0), (s1_views, batch.state1)):
                 for view, part in zip(views, self._process_states(states)):
                     view[i : i + b] = np.asarray(part).reshape((b,) + view.shape[1:])
@@ -506,6 +583,12 @@ class OffPolicyAgent(DeepAgent):
             rows[i : i + b, a] = batch.reward
             rows[i : i + b, a + 1] = batch.terminal
         return flat
+
+    def _take_weights(self, fields: Fields, flat: np.ndarray, i: int) -> None:
+        """Packs the importance weights of the batch just drawn at row `i`, and keeps its slots."""
+        if self.prioritized:
+            fields.view(flat, "weight")[i : i + self.batch_size] = self.memory.last_weights
+            self._priority_indices.append(self.memory.last_indices)
 
     def backward(
         self, reward: float, terminal: bool, truncated: bool = False, next_observation: Any = None
@@ -588,6 +671,7 @@ class OffPolicyAgent(DeepAgent):
             self._scheduled = None  # cleared first: an interrupt can never run this call twice
             flat = self._pack_training_inputs(states[0], bool(scheduled.groups), parts, n, scheduled.updates)
             out = self.call_compiled("train", (scheduled, n), lambda: self._train_function(scheduled, n), flat)
+            out = self._update_priorities(out, scheduled)
             if scheduled.groups:
                 self._last_metrics = out[n * width :]
             out = out[: n * width]

@@ -200,10 +200,11 @@ class SACAgent(ActorCriticAgent):
 
             def critic_loss():
                 qs = [self.q(nets, r, batch.state0, batch.action, training=True) for r in self.critic_roles]
-                return tf.add_n([0.5 * tf.reduce_mean(tf.square(q - y)) for q in qs]), qs[0]
+                return tf.add_n([0.5 * self.weighted_mean(tf.square(q - y), batch) for q in qs]), qs[0]
 
             loss, q0 = self.minimize("critic", critic_loss)
             metrics.update(critic_loss=loss, mean_q=tf.reduce_mean(q0), **self.compiled_metrics(y, q0))
+            metrics.update(self.td_errors(batch, y - q0))
             self.update_targets(*(f"target_{r}" for r in self.critic_roles))
         if step.trains("actor"):
 

@@ -1,0 +1,86 @@
+"""Prioritized replay speed with 1 000 000 Pendulum-shaped transitions.
+
+Fills `PrioritizedMemory` (and, as the peer in the same run, `SequentialMemory`) with 1 000 000
+transitions from 200-step episodes (3-float observations, 1-float actions), gives every
+transition a random priority, then times `sample(256)`, `sample_into(256)` (the path agents use)
+and `update_priorities` of 256 transitions, with the uniform memory's `sample(256)` beside them.
+Targets: sampling 256 in <= 100 us and updating 256 priorities in <= 100 us.
+
+    python benchmarks/prioritized_bench.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from machine import describe
+
+N = 1_000_000
+EPISODE = 200
+OBS_DIM = 3
+BATCH = 256
+
+
+def best_time(fn, repeats: int) -> float:
+    """The best mean time of `fn()` in microseconds over 5 rounds of `repeats` calls."""
+    for _ in range(100):
+        fn()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return best * 1e6
+
+
+def build(cls, rng: np.random.Generator):
+    obs = rng.standard_normal((N, OBS_DIM)).astype(np.float32)
+    actions = rng.uniform(-2, 2, (N, 1)).astype(np.float32)
+    rewards = rng.standard_normal(N).astype(np.float32)
+    terminals = np.zeros(N, dtype=bool)
+    truncations = (np.arange(N) % EPISODE) == EPISODE - 1
+    nxt = np.roll(obs, -1, axis=0)
+    return cls.from_arrays(obs, actions, rewards, terminals, truncations, next_observations=nxt, seed=0)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=2000, help="calls per timing round (default: 2000)")
+    args = parser.parse_args(argv)
+    from rl.memory import PrioritizedMemory, SequentialMemory
+
+    print(describe())
+    rng = np.random.default_rng(0)
+    uniform = build(SequentialMemory, rng)
+    per = build(PrioritizedMemory, np.random.default_rng(0))
+    per.sample(BATCH)  # gives every transition the initial priority
+    slots = np.flatnonzero(per._valid)
+    per.update_priorities(slots, rng.exponential(1.0, slots.size))
+    s0 = np.zeros((BATCH, 1, OBS_DIM), np.float32)
+    s1 = np.zeros_like(s0)
+    rows = np.zeros((BATCH, 3), np.float32)
+    td = rng.exponential(1.0, BATCH)
+
+    def update():
+        per.update_priorities(per.last_indices, td)
+
+    figures = {
+        "uniform sample(256)": best_time(lambda: uniform.sample(BATCH), args.repeats),
+        "prioritized sample(256)": best_time(lambda: per.sample(BATCH), args.repeats),
+        "prioritized sample_into(256)": best_time(lambda: per.sample_into(BATCH, s0, s1, rows), args.repeats),
+        "prioritized update_priorities(256)": best_time(update, args.repeats),
+    }
+    print(f"transitions: {per.nb_transitions}, tree leaves: {per.tree.capacity}, depth {per.tree.depth}")
+    for name, us in figures.items():
+        ratio = us / figures["uniform sample(256)"]
+        print(f"{name:<36} {us:8.1f} us   ({ratio:.2f}x uniform sample)")
+    for name, target in (("prioritized sample(256)", 100), ("prioritized update_priorities(256)", 100)):
+        print(f"target {name} <= {target} us: {'met' if figures[name] <= target else 'NOT met'}")
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""PrioritizedMemory: the sum tree, priorities, importance weights, persistence, and agents training with it."""
+
+import keras
+import numpy as np
+import pytest
+from agent_builders import build_agent
+from test_dqn import make_agent as make_dqn_agent
+from test_dqn import make_line_env
+
+from rl.agents.off_policy import GraphBatch, OffPolicyAgent
+from rl.memory import PrioritizedMemory, SequentialMemory, SumTree
+
+
+def fill(memory, n, episode=5):
+    """`n` one-dimensional transitions, episodes of `episode` steps ending by termination."""
+    for t in range(n):
+        obs = np.array([t], np.float32)
+        end = t % episode == episode - 1
+        memory.append(obs, np.array([0.0], np.float32), float(t), end, obs + 1)
+
+
+def test_sum_tree_finds_the_prefix_sums_leaf():
+    rng = np.random.default_rng(0)
+    tree = SumTree(37)  # not a power of two
+    values = rng.random(37) * (rng.random(37) > 0.3)
+    tree.set(np.arange(37), values)
+    assert tree.total == pytest.approx(values.sum())
+    u = rng.random(1000) * values.sum()
+    expected = np.searchsorted(np.cumsum(values), u, side="right")
+    np.testing.assert_array_equal(tree.find(u), expected)
+    tree.set(np.array([3, 3, 5]), np.array([9.0, 2.0, 0.0]))  # the last write wins on repeats
+    values[3], values[5] = 2.0, 0.0
+    assert tree.total == pytest.approx(values.sum())
+    tree.set_one(7, 4.0)
+    values[7] = 4.0
+    np.testing.assert_allclose(tree.nodes[1], values.sum())
+
+
+def test_sampling_frequencies_follow_the_priorities():
+    memory = PrioritizedMemory(limit=20, alpha=0.5, seed=0)
+    fill(memory, 8, episode=100)
+    slots = np.arange(8)
+    td = np.array([0.0, 1.0, 4.0, 9.0, 16.0, 1.0, 4.0, 0.25])
+    memory.update_priorities(slots, td)
+    counts = np.zeros(20)
+    for _ in range(4000):
+        memory.sample(16)
+        np.add.at(counts, memory.last_indices, 1)
+    expected = (td + memory.epsilon) ** 0.5
+    expected /= expected.sum()
+    freq = counts[:8] / counts.sum()
+    assert counts[8:].sum() == 0  # the final observation's slot starts no transition
+    np.testing.assert_allclose(freq, expected, atol=0.01)
+
+
+def test_new_transitions_get_the_largest_priority_and_updates_set_priorities():
+    memory = PrioritizedMemory(limit=50, alpha=0.7, epsilon=0.01, seed=0)
+    fill(memory, 4, episode=100)
+    np.testing.assert_allclose(memory.priorities[:4], 1.0)
+    memory.update_priorities(np.array([1, 2]), np.array([-3.0, 0.5]))
+    np.testing.assert_allclose(memory.priorities[[1, 2]], [3.01, 0.51])
+    np.testing.assert_allclose(memory.tree.leaves[1], 3.01**0.7)
+    assert memory.max_priority == pytest.approx(3.01)
+    obs = np.array([4.0], np.float32)  # the episode's next transition, from the observation in slot 4
+    memory.append(obs, np.array([0.0], np.float32), 0.0, False, obs + 1)
+    assert memory.priorities[4] == pytest.approx(3.01)
+    assert memory.priorities[5] == 0  # the newest observation starts no transition yet
+    with pytest.raises(ValueError, match="finite"):
+        memory.update_priorities(np.array([0]), np.array([np.nan]))
+    with pytest.raises(ValueError, match="indices"):
+        memory.update_priorities(np.array([0, 1]), np.array([1.0]))
+    with pytest.raises(ValueError, match="Received: alpha=-1"):
+        PrioritizedMemory(limit=10, alpha=-1)
+
+
+def test_overwritten_slots_lose_their_priority():
+    memory = PrioritizedMemory(limit=6, seed=0)
+    fill(memory, 3, episode=3)  # slots 0..2 and the final observation in 3
+    memory.update_priorities(np.array([0, 1, 2]), np.array([5.0, 5.0, 5.0]))
+    fill(memory, 2, episode=100)  # slots 4, 5, then wraps: slot 0 is overwritten by the next observation
+    assert memory.priorities[0] == 0
+    assert memory.tree.total == pytest.approx(memory.tree.leaves.sum())
+
+
+def test_importance_weights_and_beta_annealing():
+    memory = PrioritizedMemory(limit=30, alpha=1.0, beta=0.4, beta_steps=10, seed=1)
+    fill(memory, 10, episode=100)
+    memory.update_priorities(np.arange(10), np.arange(1.0, 11.0))
+    for k in range(12):
+        assert memory.current_beta == pytest.approx(min(1.0, 0.4 + 0.6 * k / 10))
+        beta = memory.current_beta
+        memory.sample(8)
+        p = memory.priorities[memory.last_indices]
+        n, total = memory.nb_transitions, memory.tree.total
+        w = (n * p / total) ** -beta
+        np.testing.assert_allclose(memory.last_weights, w / w.max(), rtol=1e-5)
+    assert memory.nb_batches == 12
+
+
+def test_save_load_round_trip_keeps_the_tree(tmp_path):
+    memory = PrioritizedMemory(limit=40, alpha=0.6, seed=3)
+    fill(memory, 25)
+    memory.update_priorities(np.arange(10), np.linspace(0.1, 3.0, 10))
+    memory.sample(4)
+    memory.save(tmp_path / "m.npz")
+    other = PrioritizedMemory(limit=40, alpha=0.6, seed=99)
+    other.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(other.tree.nodes, memory.tree.nodes)
+    assert (other.max_priority, other.nb_batches) == (memory.max_priority, memory.nb_batches)
+    a, b = memory.sample(16), other.sample(16)
+    np.testing.assert_array_equal(memory.last_indices, other.last_indices)
+    np.testing.assert_array_equal(a.state0, b.state0)
+    # A plain memory's file loads with the maximum priority for each transition.
+    plain = SequentialMemory(limit=40, seed=0)
+    fill(plain, 12)
+    plain.save(tmp_path / "plain.npz")
+    other.load(tmp_path / "plain.npz")
+    np.testing.assert_allclose(other.priorities, plain._valid.astype(float))
+
+
+def test_weighted_mean_and_td_errors_helpers():
+    x = np.array([1.0, 2.0, 3.0], np.float32)
+    plain = GraphBatch(None, None, None, None, None)
+    weighted = plain._replace(weight=np.array([1.0, 0.0, 0.5], np.float32))
+    assert float(OffPolicyAgent.weighted_mean(x, plain)) == pytest.approx(2.0)
+    assert float(OffPolicyAgent.weighted_mean(x, weighted)) == pytest.approx(2.5 / 3)
+    assert OffPolicyAgent.td_errors(plain, x) == {}
+    np.testing.assert_allclose(OffPolicyAgent.td_errors(weighted, -x)["td_error"], x)
+
+
+def test_dqn_trains_with_prioritized_memory_and_updates_the_priorities():
+    memory = PrioritizedMemory(limit=500, alpha=0.6, beta_steps=100, seed=0)
+    agent = make_dqn_agent(memory=memory)
+    agent.fit(make_line_env(), nb_steps=60, verbose=0, seed=0)
+    # One batch per update after the 10 warm-up steps, except the last scheduled one (it runs with the next forward).
+    assert memory.nb_batches == agent._updates - (agent._scheduled is not None) > 40
+    assert memory.max_priority != 1.0
+    p = memory.priorities[memory._valid]
+    assert len(np.unique(p)) > 10  # set from each transition's own TD error
+    assert np.isfinite(agent._last_metrics).all()
+
+
+@pytest.mark.parametrize("kind", ["ddpg", "td3", "sac"])
+def test_actor_critic_agents_train_with_prioritized_memory(kind, counting_env):
+    env = counting_env()
+    agent = build_agent(kind, env, warmup=10, gradient_steps=2)
+    agent.memory = memory = PrioritizedMemory(limit=1000, seed=0)
+    agent.fit(env, nb_steps=30, verbose=0, seed=0)
+    assert memory.nb_batches == agent._updates - 2 * (agent._scheduled is not None) > 30
+    assert memory.max_priority != 1.0
+    assert len(np.unique(memory.priorities[memory._valid])) > 5
+
+
+def test_naf_trains_with_prioritized_n_step_memory():
+    from test_naf import TargetEnv
+    from test_naf import make_agent as make_naf_agent
+
+    memory = PrioritizedMemory(limit=1000, n_step=2, seed=0)
+    agent = make_naf_agent(memory=memory, nb_steps_warmup=10)
+    assert memory.gamma == agent.gamma
+    agent.fit(TargetEnv(), nb_steps=40, verbose=0, seed=0)
+    assert memory.nb_batches == agent._updates - (agent._scheduled is not None) > 20
+    assert len(np.unique(memory.priorities[memory._valid])) > 5
+
+
+def test_dqn_learns_cartpole_with_prioritized_replay():
+    """keras-rl's CartPole configuration with prioritized replay, 3000 steps (threshold in the test)."""
+    from dqn_cartpole import make_agent as make_cartpole_agent
+    from dqn_cartpole import make_env
+
+    keras.utils.set_random_seed(0)
+    env = make_env()
+    agent = make_cartpole_agent(env, seed=0)
+    agent.memory = PrioritizedMemory(limit=50_000, alpha=0.6, beta=0.4, beta_steps=3000, seed=0)
+    agent.fit(env, nb_steps=3000, verbose=0, seed=0)
+    history = agent.test(make_env(), nb_episodes=5, visualize=False, verbose=0, seed=1000)
+    assert np.mean(history.history["episode_reward"]) >= 150
