@@ -175,3 +175,22 @@ def test_dqn_learns_cartpole_with_prioritized_replay():
     agent.fit(env, nb_steps=3000, verbose=0, seed=0)
     history = agent.test(make_env(), nb_episodes=5, visualize=False, verbose=0, seed=1000)
     assert np.mean(history.history["episode_reward"]) >= 150
+
+
+def test_agent_checkpoint_keeps_the_priorities_and_resumes_identically(tmp_path):
+    env = make_line_env()
+    memory = PrioritizedMemory(limit=500, beta_steps=100, seed=0)
+    agent = make_dqn_agent(memory=memory)
+    agent.fit(env, nb_steps=30, verbose=0, seed=0)
+    agent.save_checkpoint(tmp_path / "ckpt", env=env)
+    saved = (memory.tree.nodes.copy(), memory.nb_batches, memory.max_priority)
+    agent.fit(env, nb_steps=20, verbose=0, seed=1)
+
+    other_env = make_line_env()
+    other = make_dqn_agent(memory=PrioritizedMemory(limit=500, beta_steps=100, seed=5))
+    other.load_checkpoint(tmp_path / "ckpt", env=other_env)
+    np.testing.assert_array_equal(other.memory.tree.nodes, saved[0])
+    assert (other.memory.nb_batches, other.memory.max_priority) == saved[1:]
+    other.fit(other_env, nb_steps=20, verbose=0, seed=1)
+    np.testing.assert_array_equal(other.memory.tree.nodes, memory.tree.nodes)
+    assert other.memory.nb_batches == memory.nb_batches
