@@ -1385,7 +1385,9 @@ class PrioritizedMemory(SequentialMemory):
         return idx
 
     def _indices_at(self, batch_size: int, batch_idxs: Any) -> np.ndarray:
+        batches = self.nb_batches  # replacement draws inside count with this batch, not on their own
         idx = super()._indices_at(batch_size, batch_idxs)
+        self.nb_batches = batches
         self._record(idx)
         return idx
 

@@ -95,6 +95,9 @@ def test_importance_weights_and_beta_annealing():
         w = (n * p / total) ** -beta
         np.testing.assert_allclose(memory.last_weights, w / w.max(), rtol=1e-5)
     assert memory.nb_batches == 12
+    memory.sample(2, batch_idxs=np.array([0, 10]))  # slot 10 is a final observation: replaced by a draw
+    assert memory.nb_batches == 13
+    assert memory.last_indices[0] == 0 and memory.last_indices[1] != 10
 
 
 def test_save_load_round_trip_keeps_the_tree(tmp_path):
