@@ -1203,7 +1203,8 @@ class SumTree:
     Leaves sit at positions `capacity .. 2 * capacity - 1` of one float64 array (`capacity` is a
     power of two); node `i` has children `2i` and `2i + 1`, and node `1` holds the total. Batches
     of updates and of prefix-sum searches run level by level, vectorised over the batch, in
-    O(batch_size * log(size)).
+    O(batch_size * log(size)) (a search takes its first ten levels in one binary search over
+    the nodes ten levels down).
 
     Args:
         size: number of leaves, >= 1.
@@ -1248,8 +1249,16 @@ class SumTree:
     def find(self, prefix: np.ndarray) -> np.ndarray:
         """The leaf of each prefix sum: the first `i` with `sum(leaves[: i + 1]) > prefix`, `[B]` int64."""
         nodes, u = self.nodes, np.array(prefix, dtype=np.float64)
-        pos = np.ones(u.shape, dtype=np.int64)
-        for _ in range(self.depth):
+        # The top levels at once: a search in the prefix sums of the nodes `top` levels down
+        # (at most 1024 of them), then one level at a time below.
+        top = min(self.depth, 10)
+        first = 1 << top
+        level = nodes[first : 2 * first]
+        sums = np.cumsum(level)
+        j = np.minimum(np.searchsorted(sums, u, side="right"), first - 1)
+        u -= sums.take(j) - level.take(j)
+        pos = j + first
+        for _ in range(self.depth - top):
             pos <<= 1
             left = nodes.take(pos)
             right = u >= left

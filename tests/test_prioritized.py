@@ -19,11 +19,12 @@ def fill(memory, n, episode=5):
         memory.append(obs, np.array([0.0], np.float32), float(t), end, obs + 1)
 
 
-def test_sum_tree_finds_the_prefix_sums_leaf():
+@pytest.mark.parametrize("size", [37, 5000])  # all levels searched at once; and ten at once, then one by one
+def test_sum_tree_finds_the_prefix_sums_leaf(size):
     rng = np.random.default_rng(0)
-    tree = SumTree(37)  # not a power of two
-    values = rng.random(37) * (rng.random(37) > 0.3)
-    tree.set(np.arange(37), values)
+    tree = SumTree(size)  # not a power of two
+    values = rng.random(size) * (rng.random(size) > 0.3)
+    tree.set(np.arange(size), values)
     assert tree.total == pytest.approx(values.sum())
     u = rng.random(1000) * values.sum()
     expected = np.searchsorted(np.cumsum(values), u, side="right")
