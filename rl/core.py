@@ -567,15 +567,30 @@ class Agent:
         finally:
             if episode_running:
                 self._end_episode()
-            self.training = False
-            self._on_run_end(training)
-            self._running = nested
-            if nested:  # back to the outer run: its mode, stop flag (Ctrl-C stops it too) and start-step RNG,
-                self.training, self.stop_training, self._run_rng = outer[0], outer[1] or did_abort, outer[2]
-                self._on_run_begin(outer[0])  # its run state (e.g. DDPG's training weights, now current),
-                self.reset_states()  # and a fresh episode state: the nested episodes reset it
+            self._leave_run(training, nested, outer, did_abort)
+        return self._close_run(cbs, history, did_abort, bad_action, "forward")
+
+    def _leave_run(self, training: bool, nested: bool, outer: tuple, did_abort: bool) -> None:
+        """Ends a run's training mode; a run started inside another hands the outer run back."""
+        self.training = False
+        self._on_run_end(training)
+        self._running = nested
+        if nested:  # back to the outer run: its mode, stop flag (Ctrl-C stops it too) and start-step RNG,
+            self.training, self.stop_training, self._run_rng = outer[0], outer[1] or did_abort, outer[2]
+            self._on_run_begin(outer[0])  # its run state (e.g. DDPG's training weights, now current),
+            self.reset_states()  # and a fresh episode state: the nested episodes reset it
+
+    def _close_run(
+        self,
+        cbs: CallbackList,
+        history: keras.callbacks.History,
+        did_abort: bool,
+        bad_action: _NonFiniteAction | None,
+        method: str,
+    ) -> keras.callbacks.History:
+        """Raises the error of a non-finite action (naming non-finite weights), else ends the callbacks."""
         if bad_action is not None:
-            message = f"{type(self).__name__}.forward {bad_action}"
+            message = f"{type(self).__name__}.{method} {bad_action}"
             names = self._nonfinite_weights()
             if names:
                 message += f"; non-finite weights in: {', '.join(names)}"

@@ -353,22 +353,8 @@ def run_vector(
     finally:
         if running:
             agent._end_episode()
-        agent.training = False
-        agent._on_run_end(training)
-        agent._running = nested
-        if nested:  # back to the outer run, as `Agent._run` does
-            agent.training, agent.stop_training, agent._run_rng = outer[0], outer[1] or did_abort, outer[2]
-            agent._on_run_begin(outer[0])
-            agent.reset_states()
-    if bad_action is not None:
-        message = f"{name}.forward_batch {bad_action}"
-        names = agent._nonfinite_weights()
-        if names:
-            message += f"; non-finite weights in: {', '.join(names)}"
-        raise ValueError(message)
-    cbs.on_train_end({"did_abort": did_abort})
-    agent.history = history
-    return history
+        agent._leave_run(training, nested, outer, did_abort)
+    return agent._close_run(cbs, history, did_abort, bad_action, "forward_batch")
 
 
 def _observations(observations: Any, processor: Any, n: int) -> np.ndarray:
