@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import keras
@@ -10,11 +9,11 @@ import numpy as np
 import tensorflow as tf
 
 from rl.agents.actor_critic import ActorCriticAgent
-from rl.agents.off_policy import GraphBatch, UpdateStep, huber
+from rl.agents.off_policy import GraphBatch, UpdateStep, huber, resolve_delta_clip
 from rl.core import Processor
 from rl.engine import Nets
 from rl.random import RandomProcess
-from rl.util import check_int, check_number
+from rl.util import check_int
 
 __all__ = ["DDPGAgent"]
 
@@ -108,14 +107,6 @@ class DDPGAgent(ActorCriticAgent):
         gradient_steps: int = 1,
         **kwargs: Any,
     ):
-        if delta_range is not None:
-            warnings.warn(
-                "`delta_range` is deprecated and will be removed; use `delta_clip` instead. Using "
-                f"delta_clip={delta_range[1]}.",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            delta_clip = delta_range[1]
         super().__init__(
             actor=actor,
             critic=critic,
@@ -138,7 +129,7 @@ class DDPGAgent(ActorCriticAgent):
             custom_model_objects=custom_model_objects,
             **kwargs,
         )
-        self.delta_clip = check_number("delta_clip", delta_clip, low=0.0, low_inclusive=False, allow_inf=True)
+        self.delta_clip = resolve_delta_clip(delta_clip, delta_range)
         self.nb_steps_warmup_critic = self.warmup["critic"]
         self.nb_steps_warmup_actor = self.warmup["actor"]
 

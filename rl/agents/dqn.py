@@ -3,18 +3,17 @@ networks (Wang et al., 2016), on the user's own Keras model."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from rl.agents.off_policy import GraphBatch, UpdateStep, huber
+from rl.agents.off_policy import GraphBatch, UpdateStep, huber, resolve_delta_clip
 from rl.agents.value_based import ValueBasedAgent, check_q_model
 from rl.core import Processor
 from rl.engine import Nets
-from rl.util import check_int, check_number
+from rl.util import check_int
 
 __all__ = ["DQNAgent", "DuelingCombine", "dueling_model"]
 
@@ -180,13 +179,6 @@ class DQNAgent(ValueBasedAgent):
             raise TypeError(
                 "DQNAgent needs a replay memory, e.g. memory=SequentialMemory(limit=50000). Received: memory=None"
             )
-        if delta_range is not None:
-            warnings.warn(
-                f"`delta_range` is deprecated; use `delta_clip` instead. Using delta_clip={delta_range[1]}.",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            delta_clip = delta_range[1]
         if not isinstance(enable_double_dqn, bool):
             raise TypeError(f"`enable_double_dqn` must be a bool. Received: enable_double_dqn={enable_double_dqn!r}")
         if not isinstance(enable_dueling_network, bool):
@@ -215,7 +207,7 @@ class DQNAgent(ValueBasedAgent):
         self.enable_double_dqn = enable_double_dqn
         self.enable_dueling_network = enable_dueling_network
         self.dueling_type = dueling_type
-        self.delta_clip = check_number("delta_clip", delta_clip, low=0.0, low_inclusive=False, allow_inf=True)
+        self.delta_clip = resolve_delta_clip(delta_clip, delta_range)
         self.nb_steps_warmup = self.warmup["model"]
         if enable_dueling_network:
             model = dueling_model(model, nb_actions, dueling_type)

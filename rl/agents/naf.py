@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from rl.agents.off_policy import GraphBatch, OffPolicyAgent, UpdateStep, huber
+from rl.agents.off_policy import GraphBatch, OffPolicyAgent, UpdateStep, huber, resolve_delta_clip
 from rl.core import Processor
 from rl.engine import Nets
 from rl.random import RandomProcess
-from rl.util import check_int, check_number
+from rl.util import check_int
 
 __all__ = ["ContinuousDQNAgent", "NAFAgent"]
 
@@ -140,13 +139,6 @@ class NAFAgent(OffPolicyAgent):
             raise TypeError(
                 "NAFAgent needs a replay memory, e.g. memory=SequentialMemory(limit=100_000). Received: memory=None"
             )
-        if delta_range is not None:
-            warnings.warn(
-                f"`delta_range` is deprecated; use `delta_clip` instead. Using delta_clip={delta_range[1]}.",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            delta_clip = delta_range[1]
         super().__init__(
             nb_actions=nb_actions,
             memory=memory,
@@ -163,7 +155,7 @@ class NAFAgent(OffPolicyAgent):
             custom_model_objects=custom_model_objects,
         )
         self.covariance_mode = covariance_mode
-        self.delta_clip = check_number("delta_clip", delta_clip, low=0.0, low_inclusive=False, allow_inf=True)
+        self.delta_clip = resolve_delta_clip(delta_clip, delta_range)
         self.nb_steps_warmup = self.warmup["q"]
         a = self.nb_actions
         # Whether L_model's first input takes the action (keras-rl's layout) besides the observations.

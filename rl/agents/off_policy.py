@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -32,7 +33,7 @@ from rl.memory import ObservationWindow
 from rl.random import RandomProcess
 from rl.util import check_int, check_number
 
-__all__ = ["GraphBatch", "OffPolicyAgent", "UpdateStep", "huber"]
+__all__ = ["GraphBatch", "OffPolicyAgent", "UpdateStep", "huber", "resolve_delta_clip"]
 
 
 class GraphBatch(NamedTuple):
@@ -945,3 +946,19 @@ def huber(x: tf.Tensor, delta: float) -> tf.Tensor:
         return 0.5 * tf.square(x)
     abs_x = tf.abs(x)
     return tf.where(abs_x <= delta, 0.5 * tf.square(x), delta * (abs_x - 0.5 * delta))
+
+
+def resolve_delta_clip(delta_clip: float, delta_range: tuple[float, float] | None = None) -> float:
+    """The Huber threshold: `delta_clip`, or keras-rl's deprecated `delta_range=(-d, d)` as `d` (with a warning).
+
+    Raises:
+        ValueError: if the threshold is not a positive number (`inf` allowed).
+    """
+    if delta_range is not None:
+        warnings.warn(
+            f"`delta_range` is deprecated; use `delta_clip` instead. Using delta_clip={delta_range[1]}.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        delta_clip = delta_range[1]
+    return check_number("delta_clip", delta_clip, low=0.0, low_inclusive=False, allow_inf=True)
