@@ -22,6 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rl.engine.fused import apply_adam, fused_adam_fits
+
 __all__ = ["FlatWeights", "ParameterWeights", "VariableWeights", "apply_gradients", "flat_layout_fits"]
 
 # Weight arrays at least this large get a variable each in the flat layout: slicing them out of a
@@ -162,8 +164,10 @@ class FlatWeights(VariableWeights):
     def clip_by_norm(self, grads: list[tf.Tensor], clipnorm: float) -> list[tf.Tensor]:
         out = []
         if self.flat is not None:
-            parts = tf.split(grads[0], self.sizes)
-            out.append(tf.concat([_clip_by_norm(p, clipnorm) for p in parts], 0))
+            # Every packed array's norm at once (one segment sum), each array scaled by its own factor.
+            segments = tf.constant(np.repeat(np.arange(len(self.sizes), dtype=np.int32), self.sizes))
+            l2sum = tf.math.unsorted_segment_sum(tf.square(grads[0]), segments, len(self.sizes))  # [arrays]
+            out.append(grads[0] * tf.gather(_clip_factor(l2sum, clipnorm), segments))
             grads = grads[1:]
         return out + [_clip_by_norm(g, clipnorm) for g in grads]
 
@@ -184,11 +188,14 @@ class FlatWeights(VariableWeights):
             weights[i].assign(v.numpy())
 
 
-def _clip_by_norm(g: tf.Tensor, clipnorm: float) -> tf.Tensor:
+def _clip_factor(l2sum: tf.Tensor, clipnorm: float) -> tf.Tensor:
     # Keras' formula (BaseOptimizer._clip_by_norm): g * c / max(||g||, c), with ||0|| = 0.
-    l2sum = tf.reduce_sum(tf.square(g))
     l2norm = tf.where(l2sum > 0, tf.sqrt(tf.where(l2sum > 0, l2sum, 1.0)), l2sum)
-    return g * clipnorm / tf.maximum(l2norm, clipnorm)
+    return clipnorm / tf.maximum(l2norm, clipnorm)
+
+
+def _clip_by_norm(g: tf.Tensor, clipnorm: float) -> tf.Tensor:
+    return g * _clip_factor(tf.reduce_sum(tf.square(g)), clipnorm)
 
 
 def apply_gradients(
@@ -198,20 +205,26 @@ def apply_gradients(
 
     An optimizer's `clipnorm` clips each original weight array on its own, also where the flat
     layout packs several arrays into one variable: the clipping is done here, per array, and the
-    optimizer applies the clipped gradients as they are.
+    optimizer applies the clipped gradients as they are. Keras' plain `Adam` is applied by
+    TensorFlow's one-kernel Adam update (`rl.engine.fused`): the same formulas, fewer operations.
     """
     variables = [v for w in weights for v in w.variables]
     clipnorm = getattr(optimizer, "clipnorm", None)
-    if not clipnorm:
-        optimizer.apply(loss_grads, variables)
+    grads = list(loss_grads)
+    if clipnorm:
+        grads, k = [], 0
+        for w in weights:
+            n = len(w.variables)
+            grads += w.clip_by_norm(loss_grads[k : k + n], clipnorm)
+            k += n
+    if fused_adam_fits(optimizer, variables):
+        apply_adam(optimizer, grads, variables)
         return
-    clipped, k = [], 0
-    for w in weights:
-        n = len(w.variables)
-        clipped += w.clip_by_norm(loss_grads[k : k + n], clipnorm)
-        k += n
+    if not clipnorm:
+        optimizer.apply(grads, variables)
+        return
     optimizer.clipnorm = None  # at trace time: the graph keeps the clipping done above
     try:
-        optimizer.apply(clipped, variables)
+        optimizer.apply(grads, variables)
     finally:
         optimizer.clipnorm = clipnorm
