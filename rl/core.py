@@ -190,6 +190,12 @@ class Agent:
     def _end_episode(self) -> None:
         """Called when an episode is abandoned without ending (the run stopped in its middle)."""
 
+    def _plan_run(self, end_step: int) -> None:
+        """Called before a training run starts, with the value of `step` at which it will end.
+
+        For choices that depend on how long the agent trains (`DeepAgent`: XLA or not).
+        """
+
     def _on_run_begin(self, training: bool) -> None:
         """Called at the start of `fit` (training=True) or `test`, after the environment checks."""
 
@@ -440,6 +446,8 @@ class Agent:
         )
         reward_source = "`env.step()`" if processor is None else f"`{type(processor).__name__}.process_step()`"
 
+        if training:
+            self._plan_run(self.step + nb_steps)
         self._on_run_begin(training)
         self._running = True
         self.training = training

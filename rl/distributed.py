@@ -917,6 +917,7 @@ class _Learner:
         step_logs = cbs.wants("on_step_end")
         self.end_step = agent.step + self.nb_steps
         did_abort = False
+        agent._plan_run(self.end_step)
         agent._on_run_begin(True)
         agent._running = True
         agent.training = True

@@ -209,6 +209,8 @@ def run_vector(
 
     nested, outer = agent._running, (agent.training, agent.stop_training, getattr(agent, "_run_rng", None))
     agent._run_rng = agent._rng if training else np.random.default_rng(seed)
+    if training:
+        agent._plan_run(agent.step + nb_steps)
     agent._on_run_begin(training)
     agent._running = True
     agent.training = training

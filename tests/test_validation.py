@@ -230,43 +230,37 @@ def test_missing_and_damaged_checkpoints(tmp_path):
         agent.load_checkpoint(tmp_path / "ckpt")
 
 
-def wide_actor(units=64, inner=64, trainable=True):
-    """An actor whose second hidden kernel holds `inner * units` values."""
-    obs_in = keras.Input((1, 2))
-    x = layers.Dense(inner, activation="relu")(layers.Flatten()(obs_in))
-    hidden = layers.Dense(units, activation="relu", trainable=trainable)
-    return keras.Model(obs_in, layers.Dense(1)(hidden(x)))
-
-
-def wide_critic():
-    """A critic with a 64 x 64 kernel (4 096 values)."""
-    a, o = keras.Input((1,), name="action"), keras.Input((1, 2), name="critic_obs")
-    x = layers.Dense(64, activation="relu")(layers.Concatenate()([a, layers.Flatten()(o)]))
-    return keras.Model([a, o], layers.Dense(1)(layers.Dense(64, activation="relu")(x))), a
-
-
 def test_jit_compile_auto(monkeypatch):
-    """One rule: XLA on a GPU or TPU; on CPUs for large networks while ops may use several threads."""
+    """One rule: XLA on a GPU or TPU; on CPUs for training that reaches `XLA_MIN_STEPS` steps."""
     assert build().get_config()["jit_compile"] == "auto"
     monkeypatch.setattr(xla_module, "accelerator_visible", lambda: True)
     assert build().jit_compile is True
     monkeypatch.setattr(xla_module, "accelerator_visible", lambda: False)
-    critic, action_in = wide_critic()
-    monkeypatch.setattr(xla_module, "intra_op_threads", lambda: 2)
-    assert build().jit_compile is False
-    assert build(actor=wide_actor()).jit_compile is True  # a 64 x 64 kernel
-    assert build(actor=wide_actor(units=63, inner=65)).jit_compile is False  # 4 095 values
-    assert build(actor=wide_actor(trainable=False)).jit_compile is False  # frozen: not trained
-    assert build(critic=critic, critic_action_input=action_in).jit_compile is True
-    monkeypatch.setattr(xla_module, "intra_op_threads", lambda: 1)  # one thread per op: plain TensorFlow
-    assert build().jit_compile is False
-    assert build(actor=wide_actor()).jit_compile is False
-    # An explicit choice is kept.
-    assert build(actor=wide_actor(), jit_compile=True).jit_compile is True
-    assert build(jit_compile=False).jit_compile is False
-    monkeypatch.setattr(xla_module, "intra_op_threads", lambda: 2)
-    assert build(jit_compile=True).jit_compile is True
-    assert build(actor=wide_actor(), jit_compile=False).jit_compile is False
+    monkeypatch.setattr(xla_module, "XLA_MIN_STEPS", 30)
+    env = CountingEnv(terminate_at=10)
+    agent = build(nb_steps_warmup_actor=5, nb_steps_warmup_critic=5, batch_size=4)
+    agent.compile("adam")
+    assert agent.jit_compile is False  # nothing trained yet
+    agent.fit(env, nb_steps=20, verbose=0)
+    assert agent.jit_compile is False  # a run ending at step 20
+    traces = agent.trace_count
+    agent.fit(env, nb_steps=10, verbose=0)
+    assert agent.jit_compile is True  # this one ends at step 30: compiled again, with XLA
+    assert agent.trace_count > traces
+    traces = agent.trace_count
+    agent.fit(env, nb_steps=10, verbose=0)
+    assert agent.jit_compile is True and agent.trace_count == traces  # kept, not traced again
+    long_run = build(nb_steps_warmup_actor=5, nb_steps_warmup_critic=5, batch_size=4)
+    long_run.compile("adam")
+    long_run.fit(CountingEnv(terminate_at=10), nb_steps=30, verbose=0)
+    assert long_run.jit_compile is True  # one run of 30 steps: XLA from its start
+    # An explicit choice is kept whatever the run's length.
+    for jit in (True, False):
+        explicit = build(jit_compile=jit, nb_steps_warmup_actor=5, nb_steps_warmup_critic=5, batch_size=4)
+        explicit.compile("adam")
+        assert explicit.jit_compile is jit
+        explicit.fit(CountingEnv(terminate_at=10), nb_steps=30 if not jit else 10, verbose=0)
+        assert explicit.jit_compile is jit
 
 
 def test_the_library_changes_no_process_wide_setting(monkeypatch):
@@ -355,7 +349,7 @@ def test_auto_jit_falls_back_when_xla_cannot_compile(monkeypatch):
 
 def test_auto_jit_on_cpu_only_trains_without_xla(monkeypatch, recwarn):
     monkeypatch.setattr(xla_module, "accelerator_visible", lambda: False)
-    monkeypatch.setattr(xla_module, "intra_op_threads", lambda: 2)  # small networks: plain TensorFlow
+    # a short run on a CPU: plain TensorFlow
     env, agent = agent_xla_cannot_compile("auto")
     agent.fit(env, nb_steps=20, verbose=0)
     assert agent.jit_compile is False and agent.step == 20

@@ -268,6 +268,7 @@ def run_offline(
     names = list(agent.base_metrics) + list(agent._metric_names)
 
     nested, outer = agent._running, (agent.training, agent.stop_training)
+    agent._plan_run(agent.step + nb_steps)
     agent._on_run_begin(True)
     agent._running, agent.training, agent.stop_training = True, True, False
     did_abort = False

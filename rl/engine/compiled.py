@@ -60,8 +60,18 @@ class CompiledFunctions:
     def __init__(self, xla: bool, fallback: bool):
         self.xla = bool(xla)
         self.fallback = bool(fallback)
+        self.fell_back = False  # XLA failed to compile a function: it stays off
         self._entries: dict[Signature, _Entry] = {}
         self._retired_traces = 0
+
+    def use_xla(self, xla: bool) -> None:
+        """Switches XLA on or off for the functions traced from now on (the traced ones are dropped).
+
+        Nothing changes after a fallback: XLA could not compile this agent's step.
+        """
+        if bool(xla) != self.xla and not self.fell_back:
+            self.xla = bool(xla)
+            self.clear()
 
     @property
     def trace_count(self) -> int:
@@ -100,6 +110,7 @@ class CompiledFunctions:
                 raise
             warnings.warn(f"XLA could not compile the {signature.name} step ({e}); running without XLA.", stacklevel=3)
             self.xla = False
+            self.fell_back = True
             self.clear()
             return self.call(signature, build, x, may_use_xla)
         entry.called[0] = True

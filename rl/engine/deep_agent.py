@@ -162,13 +162,18 @@ class DeepAgent(Agent):
         self.parameters[role] = variable
         return variable
 
-    def _resolve_xla(self) -> bool:
+    def _resolve_xla(self, end_step: int | None = None) -> bool:
         online = [m for r, m in self.models.items() if r not in self.targets]
-        return resolve_jit_compile(self._jit_setting, online)
+        return resolve_jit_compile(self._jit_setting, online, self.step if end_step is None else end_step)
+
+    def _plan_run(self, end_step: int) -> None:
+        if self._functions is not None and self._jit_setting == "auto":
+            self._functions.use_xla(self._resolve_xla(end_step))
 
     @property
     def jit_compile(self) -> bool:
-        """Whether the training step runs with XLA (an `"auto"` fallback turns it off)."""
+        """Whether the training step runs with XLA (with `"auto"`: the choice made for the current or
+        last training run; a compile failure turns it off)."""
         if self._functions is None:
             return self._resolve_xla()
         return self._functions.xla

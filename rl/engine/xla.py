@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
 
 import keras
 import tensorflow as tf
 
-__all__ = ["XLA_MIN_WEIGHTS", "accelerator_visible", "intra_op_threads", "resolve_jit_compile", "xla_pays"]
+__all__ = ["XLA_MIN_STEPS", "accelerator_visible", "intra_op_threads", "resolve_jit_compile", "xla_pays"]
 
-# Networks whose largest trainable weight array has at least this many values count as large.
-XLA_MIN_WEIGHTS = 4096
+# On CPUs, training runs that end at this many steps or more compile their step with XLA.
+XLA_MIN_STEPS = 10_000
 
 
 def accelerator_visible() -> bool:
@@ -33,23 +32,20 @@ def intra_op_threads() -> int:
     return n
 
 
-def xla_pays(models: Iterable[keras.Model]) -> bool:
-    """What `jit_compile="auto"` picks.
+def xla_pays(models: Iterable[keras.Model], end_step: int) -> bool:
+    """What `jit_compile="auto"` picks for a training run that ends at step `end_step`.
 
-    XLA where TensorFlow sees a GPU or TPU; on CPUs, XLA for large networks (a trainable weight
-    array of `XLA_MIN_WEIGHTS` values or more) while TensorFlow may split an op over several
-    threads, and plain TensorFlow otherwise. The measurements behind it are on the benchmarks page.
+    XLA where TensorFlow sees a GPU or TPU, and on CPUs when the agent's training reaches
+    `XLA_MIN_STEPS` steps: compiling takes seconds, which XLA's cheaper step repays over a few
+    thousand steps. The measurements behind it are on the benchmarks page.
     """
-    if accelerator_visible():
-        return True
-    large = any(math.prod(w.shape) >= XLA_MIN_WEIGHTS for m in models for w in m.trainable_weights)
-    return large and intra_op_threads() > 1
+    return accelerator_visible() or end_step >= XLA_MIN_STEPS
 
 
-def resolve_jit_compile(jit_compile: bool | str, models: Iterable[keras.Model]) -> bool:
-    """Checks a `jit_compile` argument and returns whether XLA is used."""
+def resolve_jit_compile(jit_compile: bool | str, models: Iterable[keras.Model], end_step: int = 0) -> bool:
+    """Checks a `jit_compile` argument and returns whether XLA is used for a run ending at `end_step`."""
     if isinstance(jit_compile, bool):
         return jit_compile
     if jit_compile == "auto":
-        return xla_pays(models)
+        return xla_pays(models, end_step)
     raise ValueError(f"`jit_compile` must be True, False or 'auto'. Received: jit_compile={jit_compile!r}")
