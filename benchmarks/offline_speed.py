@@ -13,7 +13,10 @@ of standard deviation 1 (its mean return is printed).
 Printed per library: gradient updates per second over the timed updates (ours: after the first
 compiled call, which traces the step, reported apart; d3rlpy: its whole `fit`, which has no such
 start-up), and the mean return of `--eval-episodes` noise-free episodes after the same number of
-updates. Then the ratio of the two rates. d3rlpy comes from the `bench-offline` extra (it pins
+updates. Then the ratio of the two rates, and what each rate means in floating-point work: the
+matrix products of one update (the same in both libraries) times the updates per second, against
+the rate TensorFlow's float32 product of the update's largest shape reaches on this machine (the
+ceiling neither library can pass with these networks). d3rlpy comes from the `bench-offline` extra (it pins
 gymnasium 1.0.0: install it in a separate environment).
 
     python benchmarks/offline_speed.py                       # 10 000 updates each (minutes on 2 cores)
@@ -128,12 +131,23 @@ def run_ours(data: dict, updates: int, seed: int, episodes: int, jit: str = "aut
     agent.compile(keras.optimizers.Adam(learning_rate=s["lr"]))
     box = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     per_call = 100
+    # One run of `updates` updates, as a user would call it (`"auto"` chooses XLA from the run's
+    # length); the first compiled call, which traces (and with XLA compiles) the step, is timed apart.
+    first_end: list[float] = []
+    call = agent.call_compiled
+
+    def timed_call(*args, **kwargs):
+        out = call(*args, **kwargs)
+        if not first_end:
+            first_end.append(time.perf_counter())
+        return out
+
+    agent.call_compiled = timed_call  # an instance attribute: fit_offline finds it first
     start = time.perf_counter()
-    agent.fit_offline(per_call, verbose=0, action_space=box, updates_per_call=per_call)  # traces the call
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    agent.fit_offline(updates - per_call, verbose=0, action_space=box, updates_per_call=per_call)
-    rest = time.perf_counter() - start
+    agent.fit_offline(updates, verbose=0, action_space=box, updates_per_call=per_call)
+    end = time.perf_counter()
+    del agent.call_compiled
+    first, rest = first_end[0] - start, end - first_end[0]
     xla = agent.jit_compile
     mean_return = evaluate(lambda o: agent.forward(o), episodes, seed=1000)
     return {
@@ -193,6 +207,51 @@ def run_d3rlpy(data: dict, updates: int, seed: int, episodes: int, jit: str = "a
     }
 
 
+def flops_per_update(batch_size: int, obs_dim: int = 3, act_dim: int = 1) -> float:
+    """Floating-point operations of one TD3+BC update's matrix products (both libraries do the same).
+
+    A forward pass costs `2 * batch * sum(inputs * outputs)` over the dense layers, a backward pass
+    about twice that. Per update: the target actor and both target critics forward, both critics
+    forward and backward; every `policy_delay`-th update the actor forward and backward and the
+    first critic forward and backward to its input (counted as one more forward).
+    """
+
+    def forward(sizes: list[int]) -> float:
+        return 2.0 * batch_size * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+    actor = forward([obs_dim, *HIDDEN, act_dim])
+    critic = forward([obs_dim + act_dim, *HIDDEN, 1])
+    critic_step = actor + 2 * critic + 2 * 3 * critic
+    actor_step = 3 * actor + 2 * critic
+    return critic_step + actor_step / SETTINGS["policy_delay"]
+
+
+def matmul_peak() -> float:
+    """GFLOP/s of TensorFlow's float32 matrix product at the update's largest shape, on this machine."""
+    import tensorflow as tf
+
+    n = max(HIDDEN)
+    x = tf.random.normal([SETTINGS["batch_size"], n])
+    w = tf.Variable(tf.random.normal([n, n]) / n**0.5)
+    chain = 50
+
+    @tf.function
+    def products():
+        y = x
+        for _ in range(chain):
+            y = tf.matmul(y, w)
+        return y[0, 0]
+
+    products()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(10):
+            products().numpy()
+        best = min(best, (time.perf_counter() - start) / 10)
+    return 2.0 * SETTINGS["batch_size"] * n * n * chain / best / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=10_000, help="gradient updates per library")
@@ -232,6 +291,19 @@ def main() -> None:
     if len(results) == 2:
         ratio = results["ours"]["updates_per_s"] / results["d3rlpy"]["updates_per_s"]
         print(f"ratio ours / d3rlpy: {ratio:.2f}x updates/s (target >= 5x)")
+    # How close each library comes to the machine's speed for these matrix products.
+    flops = flops_per_update(SETTINGS["batch_size"])
+    peak = matmul_peak()
+    print(
+        f"matrix products per update: {flops / 1e6:.0f} MFLOP; "
+        f"TensorFlow's float32 [256 x 256] products here: {peak:.0f} GFLOP/s"
+    )
+    for name, r in results.items():
+        achieved = r["updates_per_s"] * flops / 1e9
+        print(f"{name:>7}: {achieved:6.1f} GFLOP/s in matrix products, {achieved / peak:.0%} of that")
+    if "d3rlpy" in results:
+        need = 5 * results["d3rlpy"]["updates_per_s"] * flops / 1e9
+        print(f"5x d3rlpy's rate would need {need:.0f} GFLOP/s in matrix products alone, {need / peak:.0%} of that")
 
 
 if __name__ == "__main__":
