@@ -263,6 +263,20 @@ def test_jit_compile_auto(monkeypatch):
         assert explicit.jit_compile is jit
 
 
+def test_jit_compile_auto_decides_offline_runs_by_their_end_too(monkeypatch):
+    monkeypatch.setattr(xla_module, "accelerator_visible", lambda: False)
+    monkeypatch.setattr(xla_module, "XLA_MIN_STEPS", 60)
+    env = CountingEnv(terminate_at=10)
+    agent = build(nb_steps_warmup_actor=5, nb_steps_warmup_critic=5, batch_size=4)
+    agent.compile("adam")
+    agent.fit(env, nb_steps=30, verbose=0)  # fills the memory
+    assert agent.jit_compile is False
+    agent.fit_offline(20, verbose=0)  # ends at step 50
+    assert agent.jit_compile is False and agent.step == 50
+    agent.fit_offline(20, verbose=0)  # ends at step 70
+    assert agent.jit_compile is True and agent.step == 70
+
+
 def test_the_library_changes_no_process_wide_setting(monkeypatch):
     """Building, compiling and training change neither XLA_FLAGS nor TensorFlow's thread counts."""
     monkeypatch.delenv("XLA_FLAGS", raising=False)
