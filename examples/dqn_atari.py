@@ -4,13 +4,24 @@ pip install keras-rl3[atari]        # ale-py, which ships the game ROMs (nothing
 python examples/dqn_atari.py                                   # 1 750 000 steps, seed 0: days on a CPU
 python examples/dqn_atari.py --steps 20000 --warmup 1000 --memory-limit 50000   # a short look
 python examples/dqn_atari.py --mode test --weights dqn_Breakout_weights.h5f     # test saved weights
+python examples/dqn_atari.py --mode random --test-steps 10000   # a uniformly random policy's test returns
 
 keras-rl's configuration: frames reduced to 84 x 84 grey levels and stored as uint8, states of 4
 frames, rewards clipped to [-1, 1]; Mnih et al.'s network (Conv 32 8x8/4, Conv 64 4x4/2, Conv 64
-3x3/1, Dense 512, one output per action); epsilon annealed from 1.0 to 0.1 over 1 000 000 steps
-(0.05 in tests); a 1 000 000-frame memory; 50 000 warm-up steps; training every 4 steps; hard target
-updates every 10 000 steps; Huber loss with delta_clip=1; Adam at 2.5e-4. The game runs as keras-rl's
+3x3/1, Dense 512, one output per action); epsilon annealed from 1.0 to 0.1 over 1 000 000 steps; a
+1 000 000-frame memory; 50 000 warm-up steps; training every 4 steps; hard target updates every
+10 000 steps; Huber loss with delta_clip=1; Adam at 2.5e-4. The game runs as keras-rl's
 `BreakoutDeterministic-v4` did: 4 frames per action, no sticky actions.
+
+Testing: keras-rl's example tests greedily (DQNAgent's default test policy; the policy's
+`value_test=0.05` is never used), and a greedy Breakout player that never presses FIRE can wait for
+the emulator's limit of 27 000 steps with a return of 0. `--test-eps 0.05` tests with epsilon 0.05
+(Mnih et al.'s protocol) and `--test-steps` caps the test episodes. Test returns are sums of clipped
+rewards (one point per brick in Breakout), as in keras-rl. `--mode random` tests a uniformly
+random policy with the same protocol: the baseline a trained network must beat.
+
+Measured (Breakout, a 2-core machine shared with other work, the run pinned to one core):
+see the docs' benchmarks page, "The examples' returns".
 """
 
 import argparse
@@ -27,7 +38,7 @@ from rl.agents import DQNAgent  # noqa: E402
 from rl.callbacks import FileLogger, ModelIntervalCheckpoint  # noqa: E402
 from rl.core import Processor  # noqa: E402
 from rl.memory import SequentialMemory  # noqa: E402
-from rl.policy import EpsGreedyQPolicy, LinearAnnealedPolicy  # noqa: E402
+from rl.policy import EpsGreedyQPolicy, GreedyQPolicy, LinearAnnealedPolicy  # noqa: E402
 
 INPUT_SHAPE = (84, 84)
 WINDOW_LENGTH = 4
@@ -80,8 +91,10 @@ def build_model(nb_actions):
     return keras.Model(state, layers.Dense(nb_actions, activation="linear")(x), name="atari_q_network")
 
 
-def make_agent(env, seed, memory_limit=1_000_000, warmup=50_000, anneal_steps=1_000_000):
+def make_agent(env, seed, memory_limit=1_000_000, warmup=50_000, anneal_steps=1_000_000, test_eps=None):
+    """The agent this example trains; `test_eps=None` tests greedily (keras-rl), else epsilon-greedily."""
     nb_actions = int(env.action_space.n)
+    test_policy = GreedyQPolicy() if test_eps is None else EpsGreedyQPolicy(eps=test_eps, seed=seed + 1000)
     policy = LinearAnnealedPolicy(
         EpsGreedyQPolicy(seed=seed), attr="eps", value_max=1.0, value_min=0.1, value_test=0.05, nb_steps=anneal_steps
     )
@@ -89,6 +102,7 @@ def make_agent(env, seed, memory_limit=1_000_000, warmup=50_000, anneal_steps=1_
         model=build_model(nb_actions),
         nb_actions=nb_actions,
         policy=policy,
+        test_policy=test_policy,
         memory=SequentialMemory(limit=memory_limit, window_length=WINDOW_LENGTH, seed=seed),
         processor=AtariProcessor(),
         nb_steps_warmup=warmup,
@@ -102,22 +116,32 @@ def make_agent(env, seed, memory_limit=1_000_000, warmup=50_000, anneal_steps=1_
 
 
 def main(argv=None):
+    """Trains (or loads, or stands in a random policy), tests; returns the mean test return."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", choices=["train", "test"], default="train")
+    parser.add_argument(
+        "--mode", choices=["train", "test", "random"], default="train", help="random: test a uniformly random policy"
+    )
     parser.add_argument("--game", default="Breakout", help="ALE game name (default: Breakout)")
     parser.add_argument("--steps", type=int, default=1_750_000, help="training steps (default: 1750000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--warmup", type=int, default=50_000, help="warm-up steps (default: 50000)")
+    parser.add_argument(
+        "--anneal-steps", type=int, default=1_000_000, help="steps epsilon takes from 1.0 to 0.1 (default: 1000000)"
+    )
     parser.add_argument("--memory-limit", type=int, default=1_000_000, help="replay memory size (default: 1000000)")
     parser.add_argument("--weights", default=None, help="weights file (default: dqn_<game>_weights.h5f)")
     parser.add_argument("--test-episodes", type=int, default=10, help="test episodes (default: 10)")
+    parser.add_argument("--test-eps", type=float, default=None, help="test epsilon (default: none, greedy)")
+    parser.add_argument("--test-steps", type=int, default=None, help="steps per test episode (default: the game's)")
     parser.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress lines, 2 one line per episode")
     args = parser.parse_args(argv)
     weights = args.weights or f"dqn_{args.game}_weights.h5f"
 
     keras.utils.set_random_seed(args.seed)
     env = make_env(args.game)
-    agent = make_agent(env, args.seed, args.memory_limit, args.warmup)
+    if args.mode == "random":
+        args.test_eps = 1.0  # every test action drawn uniformly; nothing is trained or loaded
+    agent = make_agent(env, args.seed, args.memory_limit, args.warmup, args.anneal_steps, args.test_eps)
     if args.mode == "train":
         callbacks = [
             ModelIntervalCheckpoint(f"dqn_{args.game}_weights_{{step}}.h5f", interval=250_000),
@@ -127,9 +151,15 @@ def main(argv=None):
             env, nb_steps=args.steps, log_interval=10_000, verbose=args.verbose, seed=args.seed, callbacks=callbacks
         )
         agent.save_weights(weights, overwrite=True)
-    else:
+    elif args.mode == "test":
         agent.load_weights(weights)
-    history = agent.test(make_env(args.game), nb_episodes=args.test_episodes, visualize=False, seed=args.seed + 1000)
+    history = agent.test(
+        make_env(args.game),
+        nb_episodes=args.test_episodes,
+        visualize=False,
+        nb_max_episode_steps=args.test_steps,
+        seed=args.seed + 1000,
+    )
     mean_return = float(np.mean(history.history["episode_reward"]))
     print(f"Mean test return over {args.test_episodes} episodes: {mean_return:.1f}")
     return mean_return
