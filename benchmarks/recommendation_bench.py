@@ -30,28 +30,27 @@ from ddpg_recommendation import (  # noqa: E402
     Ratings,
     Simulator,
     actor_actions,
-    factorize,
+    item_vectors,
     learned_policy,
     logged_states,
     make_agent,
     make_memory,
     simulate_logs,
-    standardize,
     state_dim,
 )
 from gymnasium.spaces import Box  # noqa: E402
 from machine import describe  # noqa: E402
 
 
-def train(items: int, users: int, steps: int, seed: int):
-    """Simulated logs, embeddings, then `steps` TD3+BC updates: (agent, embeddings, states, updates/s)."""
+def train(items: int, users: int, steps: int, seed: int, dim: int = 16):
+    """Simulated logs, item vectors, then `steps` TD3+BC updates: (agent, vectors, states, updates/s)."""
     sim = Simulator(items, users, seed=seed)
     user_ids, item_ids, ratings, stamps = simulate_logs(sim, sessions_per_user=4, seed=seed)
     data = Ratings(
         user_ids - 1, item_ids - 1, ratings.astype(np.float32), stamps, np.arange(1, users + 1), np.arange(1, items + 1)
     )
     t = time.perf_counter()
-    embeddings = standardize(factorize(data, items, seed=seed))
+    embeddings = item_vectors(data, items, dim=dim, seed=seed)
     factor_s = time.perf_counter() - t
     logs = logged_states(data, embeddings, 4.0, 3600.0, 20)
     bound = (np.abs(embeddings).max(axis=0) + 1e-3).astype(np.float32)
@@ -62,17 +61,17 @@ def train(items: int, users: int, steps: int, seed: int):
     agent.fit_offline(steps, verbose=0, action_space=space)
     rate = steps / (time.perf_counter() - t)
     print(
-        f"{items:>9} items: {len(data.user)} logged ratings, embeddings by ALS in {factor_s:.1f} s, "
+        f"{items:>9} items: {len(data.user)} logged ratings, item vectors (ALS) in {factor_s:.1f} s, "
         f"{rate:.0f} TD3+BC updates/s"
     )
     return agent, embeddings, logs.observations, rate
 
 
-def single_query_ms(index: ItemIndex, queries: np.ndarray, seen: list[set]) -> float:
-    index.search(queries[:1], seen[:1])  # warm-up
+def single_query_ms(index: ItemIndex, queries: np.ndarray, seen: list[set], k: int = 1) -> float:
+    index.search(queries[:1], seen[:1], k)  # warm-up
     t = time.perf_counter()
     for q, s in zip(queries, seen):
-        index.search(q[None], [s])
+        index.search(q[None], [s], k)
     return 1000 * (time.perf_counter() - t) / len(queries)
 
 
@@ -83,10 +82,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=2000, help="timed updates per training (default: 2000)")
     parser.add_argument("--queries", type=int, default=100, help="timed single recommendations (default: 100)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--embedding-dim", type=int, default=16, help="ALS factors per item (default: 16)")
+    parser.add_argument("--candidates", type=int, default=1, help="nearest items the critic chooses among (default: 1)")
     args = parser.parse_args(argv)
     print(describe())
-    agent, embeddings, states, rate = train(args.items, args.users, args.steps, args.seed)
-    _, _, _, peer = train(10_000, args.users, args.steps, args.seed)
+    agent, embeddings, states, rate = train(args.items, args.users, args.steps, args.seed, args.embedding_dim)
+    _, _, _, peer = train(10_000, args.users, args.steps, args.seed, args.embedding_dim)
     print(f"updates/s ratio, {args.items} items / 10000 items: {rate / peer:.2f}")
 
     rng = np.random.default_rng(args.seed)
@@ -95,8 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     actions = actor_actions(agent, policy_states)
     seen = [set(rng.integers(0, args.items, 20).tolist()) for _ in rows]  # a user's history to skip
     exact = ItemIndex(embeddings, "numpy")
-    numpy_ms = single_query_ms(exact, actions, seen)
-    print(f"numpy exact search: {numpy_ms:.2f} ms per recommendation")
+    numpy_ms = single_query_ms(exact, actions, seen, args.candidates)
+    print(f"numpy exact search of the {args.candidates} nearest item(s): {numpy_ms:.2f} ms per recommendation")
     try:
         import faiss  # noqa: F401
     except ImportError:
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     t = time.perf_counter()
     approx = ItemIndex(embeddings, "faiss", seed=args.seed)
     build_s = time.perf_counter() - t
-    faiss_ms = single_query_ms(approx, actions, seen)
+    faiss_ms = single_query_ms(approx, actions, seen, args.candidates)
     recall = float(np.mean(approx.search(actions, seen)[:, 0] == exact.search(actions, seen)[:, 0]))
     kind = type(approx.index).__name__
     print(
@@ -113,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         f"recall@1 of the exact item {recall:.2f}"
     )
     print(f"latency ratio numpy / faiss: {numpy_ms / faiss_ms:.1f}")
-    # The learned policy end to end (state -> actor -> search), batch of one.
-    policy = learned_policy("learned", agent, approx)
+    # The learned policy end to end (state -> actor -> search [-> critic]), batch of one.
+    policy = learned_policy("learned", agent, approx, args.candidates)
     policy.rank(policy_states[:1], seen[:1], 1)
     t = time.perf_counter()
     for s, excluded in zip(policy_states, seen):

@@ -1,14 +1,16 @@
 """Offline recommendation with DDPG / TD3+BC: learn from logged ratings, recommend from a large catalogue.
 
-The actor outputs a vector in item-embedding space (a continuous "proto-action"); the recommended
+The actor outputs a vector in item-vector space (a continuous "proto-action"); the recommended
 item is the catalogue item with the highest inner product with it among those the user has not seen
-yet. Training uses the logged ratings only; the learned policy is then compared on a seeded
-simulator of users with a random, a popularity and the logging policy.
+yet, or, with --candidates K, the one the critic values most among the K nearest. Training uses the
+logged ratings only; the learned policy is then compared on a seeded simulator of users with a
+random, a popularity and the logging policy.
 
 python examples/ddpg_recommendation.py                       # simulated logs, 10 000 items, seed 0
 python examples/ddpg_recommendation.py --seed 1 --steps 6000
 python examples/ddpg_recommendation.py --ratings ratings.csv # your own logs: user_id,item_id,rating,timestamp
-python examples/ddpg_recommendation.py --items 1000000 --users 30000 --min-ratings 3 --latency  # keras-rl3[recsys]
+python examples/ddpg_recommendation.py --items 1000000 --users 30000 --steps 3000 --embedding-dim 0 \
+    --min-ratings 10 --candidates 50 --latency              # a million items; keras-rl3[recsys] for faiss
 
 Without --ratings, the simulator's logs are written to --write-ratings (default
 simulated_ratings.csv) and read back from there, so both paths train on the same kind of file.
@@ -33,7 +35,7 @@ from keras import layers  # noqa: E402
 import rl.agents  # noqa: E402
 from rl.memory import SequentialMemory  # noqa: E402
 
-RECENT_LIKES = 10  # the state averages the embeddings of the user's last RECENT_LIKES liked items
+RECENT_LIKES = 10  # the state averages the vectors of the last RECENT_LIKES liked, and disliked, items
 DISLIKE_SCALE = 0.1  # the state's last entry: dislikes so far in the session, times this
 GAMMA = 0.5  # sessions are short; a longer horizon makes offline critics drift (see docs/recommendation.md)
 
@@ -286,7 +288,7 @@ def factorize(
 
     Fits `rating ~ mean + b_i + p_u . q_i` with L2 penalty `reg` on every user and item parameter;
     returns `[q_i, b_i]`, so that the inner product with a query `[x, w]` is `x . q_i + w * b_i`.
-    Items with no rating get zeros.
+    Items with no rating get zeros. With `dim=0` only the biases `b_i` are fitted (one ridge step).
     """
     rng = np.random.default_rng([seed, 15485863])
     nb_users = len(ratings.user_ids)
@@ -296,9 +298,10 @@ def factorize(
     p = np.zeros((nb_users, dim))
     by_user = _groups(ratings.user, nb_users)
     by_item = _groups(ratings.item, nb_items)
-    for _ in range(iterations):
+    for _ in range(iterations if dim else 1):
         # Users: p_u = argmin sum_i (r_ui - b_i - p_u . q_i)^2 + reg |p_u|^2
-        p = _ridge(q[ratings.item], centred - b[ratings.item], by_user, reg)
+        if dim:
+            p = _ridge(q[ratings.item], centred - b[ratings.item], by_user, reg)
         # Items: [q_i, b_i] = argmin sum_u (r_ui - [p_u, 1] . [q_i, b_i])^2 + reg |[q_i, b_i]|^2
         design = np.column_stack([p[ratings.user], np.ones(len(centred))])
         qb = _ridge(design, centred, by_item, reg)
@@ -316,6 +319,18 @@ def standardize(embeddings: np.ndarray) -> np.ndarray:
     rated = np.abs(embeddings).sum(axis=1) > 0
     scale = embeddings[rated].std(axis=0) if rated.sum() > 1 else np.ones(embeddings.shape[1])
     return (embeddings / np.where(scale > 0, scale, 1.0)).astype(np.float32)
+
+
+def item_vectors(ratings: Ratings, nb_items: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    """Each item's vector `[q_i, b_i, log(1 + n_i)]`, standardised: `[nb_items, dim + 2]`.
+
+    `[q_i, b_i]` come from `factorize`; `n_i` is the item's number of logged ratings (how often the
+    logging policy showed it), a feature whose worth the critic learns from the logged rewards.
+    Items never rated get zeros.
+    """
+    counts = np.bincount(ratings.item, minlength=nb_items)
+    vectors = np.column_stack([factorize(ratings, nb_items, dim=dim, seed=seed), np.log1p(counts)])
+    return standardize(vectors)
 
 
 def _groups(index: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -354,35 +369,38 @@ def _ridge(x: np.ndarray, y: np.ndarray, groups: tuple[np.ndarray, np.ndarray], 
 
 # ----------------------------------------------------------------------------- states
 def state_dim(embeddings: np.ndarray) -> int:
-    return embeddings.shape[1] + 1
+    """The state's size: two means of item embeddings (liked, disliked), then the session's dislikes."""
+    return 2 * embeddings.shape[1] + 1
 
 
 class StateTracker:
-    """Users' states while they are recommended to: the mean embedding of their last liked items.
+    """Users' states while they are recommended to: what they liked and disliked lately.
 
-    State of a user: `[mean of the embeddings of their last RECENT_LIKES liked items (zeros when none),
-    DISLIKE_SCALE * dislikes so far in this session]`, the same as `logged_states` computes from logs.
+    State of a user: `[mean of the embeddings of their last RECENT_LIKES liked items, mean of the
+    embeddings of their last RECENT_LIKES disliked items (zeros when none), DISLIKE_SCALE * dislikes
+    so far in this session]`, the same as `logged_states` computes from logs.
     """
 
     def __init__(self, embeddings: np.ndarray, nb_users: int):
         self.embeddings = embeddings
-        self.recent = np.zeros((nb_users, RECENT_LIKES, embeddings.shape[1]), dtype=np.float32)
-        self.count = np.zeros(nb_users, dtype=np.int64)
-        self.dislikes = np.zeros(nb_users, dtype=np.int64)
+        self.recent = np.zeros((2, nb_users, RECENT_LIKES, embeddings.shape[1]), dtype=np.float32)
+        self.count = np.zeros((2, nb_users), dtype=np.int64)  # [0]: likes, [1]: dislikes, ever
+        self.dislikes = np.zeros(nb_users, dtype=np.int64)  # in this session
 
     def observe(self, rows: np.ndarray, items: np.ndarray, liked: np.ndarray) -> None:
-        rows, items = rows[liked], items[liked]
-        self.recent[rows, self.count[rows] % RECENT_LIKES] = self.embeddings[items]
-        self.count[rows] += 1
+        for kind, mask in enumerate((liked, ~liked)):
+            r = rows[mask]
+            self.recent[kind, r, self.count[kind, r] % RECENT_LIKES] = self.embeddings[items[mask]]
+            self.count[kind, r] += 1
 
     def observe_in_session(self, rows: np.ndarray, items: np.ndarray, liked: np.ndarray) -> None:
         self.observe(rows, items, liked)
         self.dislikes[rows] += ~liked
 
     def states(self, rows: np.ndarray) -> np.ndarray:
-        n = np.minimum(self.count[rows], RECENT_LIKES)[:, None]
-        mean = self.recent[rows].sum(axis=1) / np.maximum(n, 1)
-        return np.column_stack([mean, DISLIKE_SCALE * self.dislikes[rows]]).astype(np.float32)
+        n = np.minimum(self.count[:, rows], RECENT_LIKES)[:, :, None]
+        means = self.recent[:, rows].sum(axis=2) / np.maximum(n, 1)
+        return np.column_stack([means[0], means[1], DISLIKE_SCALE * self.dislikes[rows]]).astype(np.float32)
 
 
 class LoggedSteps(NamedTuple):
@@ -419,26 +437,30 @@ def logged_states(
     order, start = split_sessions(ratings, session_gap, session_length)
     user, item = ratings.user[order], ratings.item[order]
     liked = ratings.rating[order] >= positive
-    d = embeddings.shape[1]
-    # Sum of the last RECENT_LIKES liked embeddings before row k, from prefix sums over liked rows.
-    liked_rows = np.flatnonzero(liked)
-    prefix = np.zeros((liked_rows.size + 1, d), dtype=np.float64)
-    np.cumsum(embeddings[item[liked_rows]], axis=0, out=prefix[1:])
-    before = np.cumsum(liked) - liked  # liked rows before row k (all users)
-    user_first = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
-    users_first_liked = before[user_first]  # liked rows before each user's first row
-    first_of_row = users_first_liked[np.cumsum(np.r_[True, user[1:] != user[:-1]]) - 1]
-    count = before - first_of_row
-    low = np.maximum(before - RECENT_LIKES, first_of_row)
-    mean = (prefix[before] - prefix[low]) / np.maximum(np.minimum(count, RECENT_LIKES), 1)[:, None]
+    means = [_recent_mean(user, embeddings[item], mask) for mask in (liked, ~liked)]
     # Dislikes so far in the session.
     session = np.cumsum(start) - 1
     disliked = (~liked).astype(np.int64)
     cum = np.cumsum(disliked) - disliked
     dislikes = cum - cum[np.flatnonzero(start)][session]
-    observations = np.column_stack([mean, DISLIKE_SCALE * dislikes]).astype(np.float32)
+    observations = np.column_stack([*means, DISLIKE_SCALE * dislikes]).astype(np.float32)
     terminals = np.r_[start[1:], True]
     return LoggedSteps(order, observations, embeddings[item], liked.astype(np.float32), terminals)
+
+
+def _recent_mean(user: np.ndarray, vectors: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per row k: the mean of `vectors` over the user's last RECENT_LIKES rows before k where `mask` holds.
+
+    Rows are sorted by user; computed for all rows at once from prefix sums over the masked rows.
+    """
+    prefix = np.zeros((int(mask.sum()) + 1, vectors.shape[1]), dtype=np.float64)
+    np.cumsum(vectors[mask], axis=0, out=prefix[1:])
+    before = np.cumsum(mask) - mask  # masked rows before row k (all users)
+    new_user = np.r_[True, user[1:] != user[:-1]]
+    first_of_row = before[new_user][np.cumsum(new_user) - 1]  # masked rows before the user's first row
+    count = before - first_of_row
+    low = np.maximum(before - RECENT_LIKES, first_of_row)
+    return (prefix[before] - prefix[low]) / np.maximum(np.minimum(count, RECENT_LIKES), 1)[:, None]
 
 
 # ----------------------------------------------------------------------------- retrieval
@@ -455,26 +477,33 @@ class ItemIndex:
         embeddings: `[nb_items, dim]` item vectors.
         backend: `"numpy"` or `"faiss"`.
         seed: seed of faiss' clustering (inverted-file index only).
+        items: the catalogue items that may be returned (the default is all); results are catalogue items.
     """
 
-    def __init__(self, embeddings: np.ndarray, backend: str = "numpy", seed: int = 0):
+    def __init__(self, embeddings: np.ndarray, backend: str = "numpy", seed: int = 0, items: Any = None):
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         self.backend = backend
         self.index = None
+        self.items = None if items is None else np.asarray(items, dtype=np.int64)
+        self.vectors = self.embeddings if self.items is None else self.embeddings[self.items]
+        self._position = None  # catalogue item -> row of self.vectors (-1: not searched)
+        if self.items is not None:
+            self._position = np.full(len(self.embeddings), -1, dtype=np.int64)
+            self._position[self.items] = np.arange(len(self.items))
         if backend == "faiss":
             import faiss
 
-            nb, d = self.embeddings.shape
+            nb, d = self.vectors.shape
             if nb <= 200_000:
                 self.index = faiss.IndexFlatIP(d)
-                self.index.add(self.embeddings)
+                self.index.add(self.vectors)
             else:
                 # Largest inner product as nearest neighbour (Bachrach et al., 2014): items get one more
                 # coordinate, sqrt(max_norm^2 - |x|^2), so that all have the same norm, and queries a 0
                 # there; then |q - x|^2 = |q|^2 + max_norm^2 - 2 q.x, smallest where q.x is largest. An
                 # inverted-file index clusters by distance, so it needs this where norms differ.
-                norms = np.einsum("nd,nd->n", self.embeddings, self.embeddings)
-                items = np.column_stack([self.embeddings, np.sqrt(norms.max() - norms)]).astype(np.float32)
+                norms = np.einsum("nd,nd->n", self.vectors, self.vectors)
+                items = np.column_stack([self.vectors, np.sqrt(norms.max() - norms)]).astype(np.float32)
                 nlist = int(4 * math.sqrt(nb))
                 self.index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d + 1), d + 1, nlist, faiss.METRIC_L2)
                 self.index.cp.seed = seed
@@ -488,10 +517,13 @@ class ItemIndex:
         if self.index is None:
             return self._numpy_search(queries, seen, k)
         extra = max((len(s) for s in seen), default=0)
-        kk = min(self.embeddings.shape[0], k + extra)
+        kk = min(self.vectors.shape[0], k + extra)
+        searched = queries
         if self.index.d > queries.shape[1]:  # the inverted-file index's extra coordinate (see __init__)
-            queries = np.column_stack([queries, np.zeros(len(queries), dtype=np.float32)])
-        _, found = self.index.search(queries, kk)
+            searched = np.column_stack([queries, np.zeros(len(queries), dtype=np.float32)])
+        _, found = self.index.search(searched, kk)
+        if self.items is not None:
+            found = np.where(found >= 0, self.items[np.maximum(found, 0)], -1)
         out = np.empty((len(queries), k), dtype=np.int64)
         missing = []
         for n, (row, excluded) in enumerate(zip(found, seen)):
@@ -510,8 +542,11 @@ class ItemIndex:
         best_items = np.zeros((n, k), dtype=np.int64)
         rows = np.repeat(np.arange(n), [len(s) for s in seen])
         cols = np.fromiter((i for s in seen for i in s), dtype=np.int64, count=rows.size)
-        for lo in range(0, self.embeddings.shape[0], block):
-            scores = queries @ self.embeddings[lo : lo + block].T  # [N, B]
+        if self._position is not None:  # seen catalogue items -> rows of self.vectors
+            cols = self._position[cols]
+            rows, cols = rows[cols >= 0], cols[cols >= 0]
+        for lo in range(0, self.vectors.shape[0], block):
+            scores = queries @ self.vectors[lo : lo + block].T  # [N, B]
             inside = (cols >= lo) & (cols < lo + scores.shape[1])
             scores[rows[inside], cols[inside] - lo] = -np.inf
             kb = min(k, scores.shape[1])
@@ -525,21 +560,23 @@ class ItemIndex:
             keep = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
             best_scores = np.take_along_axis(all_scores, keep, 1)
             best_items = np.take_along_axis(all_items, keep, 1)
-        return best_items
+        return best_items if self.items is None else self.items[best_items]
 
 
-def make_index(embeddings: np.ndarray, backend: str, seed: int) -> ItemIndex:
-    """The index `--index` asks for; `auto` is faiss from 200 000 items when installed, numpy otherwise."""
+def make_index(embeddings: np.ndarray, backend: str, seed: int, items: Any = None) -> ItemIndex:
+    """The index `--index` asks for over `items` (default: all); `auto` is faiss from 200 000 searched
+    items when installed, numpy otherwise."""
+    searched = len(embeddings) if items is None else len(items)
     if backend in ("auto", "faiss"):
         try:
             import faiss  # noqa: F401
         except ImportError:
-            if backend == "faiss" or len(embeddings) >= 200_000:
+            if backend == "faiss" or searched >= 200_000:
                 print("faiss is not installed (pip install keras-rl3[recsys]): searching with numpy instead")
             backend = "numpy"
         else:
-            backend = "faiss" if backend == "faiss" or len(embeddings) >= 200_000 else "numpy"
-    return ItemIndex(embeddings, backend, seed)
+            backend = "faiss" if backend == "faiss" or searched >= 200_000 else "numpy"
+    return ItemIndex(embeddings, backend, seed, items)
 
 
 # ----------------------------------------------------------------------------- the agent
@@ -603,11 +640,30 @@ def actor_actions(agent: Any, states: np.ndarray) -> np.ndarray:
     return agent.actor(states, training=False).numpy()
 
 
-def learned_policy(name: str, agent: Any, index: ItemIndex) -> Policy:
-    """The actor's vector for each state, then the unseen items with the highest inner product with it."""
+def critic_values(agent: Any, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """The critic's `Q(s, a)` `[n, k]` for `states` `[n, state size]` and `actions` `[n, k, action size]`."""
+    n, k, d = actions.shape
+    if getattr(agent, "normalize_observations", False) and agent.observation_mean is not None:
+        states = (states - agent.observation_mean) / agent.observation_std  # as TD3BCAgent's critic saw them
+    repeated = np.repeat(np.asarray(states, dtype=np.float32), k, axis=0)
+    return agent.critic([actions.reshape(n * k, d), repeated], training=False).numpy().reshape(n, k)
+
+
+def learned_policy(name: str, agent: Any, index: ItemIndex, candidates: int = 1) -> Policy:
+    """The actor's vector for each state, then the unseen items with the highest inner product with it.
+
+    With `candidates > 1`, the `candidates` unseen items nearest the actor's vector are ranked by the
+    critic's `Q(s, item vector)` instead (the "Wolpertinger" policy of Dulac-Arnold et al., 2015): the
+    actor proposes a neighbourhood, the critic chooses in it.
+    """
 
     def rank(states: np.ndarray, seen: list[set], k: int) -> np.ndarray:
-        return index.search(actor_actions(agent, states), seen, k)
+        proto = actor_actions(agent, states)
+        if candidates <= k:
+            return index.search(proto, seen, k)
+        near = index.search(proto, seen, candidates)
+        q = critic_values(agent, states, index.embeddings[near])
+        return np.take_along_axis(near, np.argsort(-q, axis=1, kind="stable")[:, :k], axis=1)
 
     return Policy(name, rank)
 
@@ -760,7 +816,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--positive", type=float, default=4.0, help="ratings at least this are likes (default: 4)")
     parser.add_argument("--session-gap", type=float, default=3600.0, help="seconds between sessions (default: 3600)")
     parser.add_argument("--session-length", type=int, default=20, help="most ratings per session (default: 20)")
-    parser.add_argument("--embedding-dim", type=int, default=16, help="item embedding size (default: 16)")
+    parser.add_argument(
+        "--embedding-dim", type=int, default=16, help="ALS factors per item; 0: bias only (default: 16)"
+    )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=1,
+        help="items nearest the actor's vector that the critic chooses among; 1: the nearest (default: 1)",
+    )
     parser.add_argument(
         "--min-ratings", type=int, default=0, help="recommend only items with this many logged ratings (default: 0)"
     )
@@ -768,11 +832,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency", action="store_true", help="time single recommendations after training")
     parser.add_argument("--verbose", type=int, default=1, help="0 silent training, 1 progress bar (default: 1)")
     args = parser.parse_args(argv)
-    for name in ("steps", "items", "users", "sessions", "session_length", "embedding_dim", "eval_users"):
+    for name in ("steps", "items", "users", "sessions", "session_length", "candidates", "eval_users"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1. Received: {getattr(args, name)}")
     if args.items > 1_000_000:
         parser.error(f"--items is at most 1000000. Received: {args.items}")
+    if args.embedding_dim < 0:
+        parser.error(f"--embedding-dim must be at least 0. Received: {args.embedding_dim}")
     if args.min_ratings < 0:
         parser.error(f"--min-ratings must be at least 0. Received: {args.min_ratings}")
     if not 0.0 <= args.gamma <= 1.0:
@@ -816,12 +882,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     held = held_out_sessions(ratings, steps) if sim is None else np.zeros(len(steps.order), dtype=bool)
     train_rows = steps.order[~held]
     train = Ratings(*(a[train_rows] for a in ratings[:4]), ratings.user_ids, ratings.item_ids)
-    embeddings = standardize(factorize(train, nb_items, dim=args.embedding_dim, seed=args.seed))
+    embeddings = item_vectors(train, nb_items, dim=args.embedding_dim, seed=args.seed)
     steps = logged_states(ratings, embeddings, args.positive, args.session_gap, args.session_length)
     if (~held).sum() < 256:
         args.parser.error(f"{path}: {int((~held).sum())} training ratings are fewer than one batch (256)")
     print(
-        f"Item embeddings ({embeddings.shape[1]} numbers each, ALS) and {int((~held).sum())} transitions in "
+        f"Item vectors ({embeddings.shape[1]} numbers each: ALS, log count) and {int((~held).sum())} transitions in "
         f"{int(steps.terminals[~held].sum())} sessions: {time.perf_counter() - t1:.1f} s"
         + (f"; {int(steps.terminals[held].sum())} sessions held out" if held.any() else "")
     )
@@ -839,12 +905,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # Items with fewer than --min-ratings logged ratings are not searched: their embeddings are mostly noise,
     # and among a million noisy vectors some always line up with any query.
-    rated = np.bincount(train.item, minlength=nb_items) >= args.min_ratings
-    index = make_index(np.where(rated[:, None], embeddings, 0.0), args.index, args.seed)
+    rated = np.flatnonzero(np.bincount(train.item, minlength=nb_items) >= args.min_ratings)
+    if rated.size <= args.candidates:
+        args.parser.error(
+            f"{rated.size} items have at least --min-ratings={args.min_ratings} logged ratings: too few to "
+            f"search {args.candidates} candidates"
+        )
+    index = make_index(embeddings, args.index, args.seed, rated if args.min_ratings > 0 else None)
     rng = np.random.default_rng([args.seed, 2])
     liked_counts = np.bincount(train.item[train.rating >= args.positive], minlength=nb_items)
     policies = [
-        learned_policy(f"learned ({ALGORITHMS[args.algo]})", agent, index),
+        learned_policy(f"learned ({ALGORITHMS[args.algo]})", agent, index, args.candidates),
         sampling_policy("random", lambda n: rng.integers(0, nb_items, n)),
         popularity_policy(liked_counts),
     ]
@@ -873,12 +944,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out["table"] = {r[0]: r[1:] for r in rows}
     if args.latency:
         queries = actor_actions(agent, steps.observations[:64])
-        index.search(queries[:1], [set()])  # warm-up
+        index.search(queries[:1], [set()], args.candidates)  # warm-up
         t = time.perf_counter()
         for q in queries:
-            index.search(q[None], [set()])
+            index.search(q[None], [set()], args.candidates)
         out["latency_ms"] = 1000 * (time.perf_counter() - t) / len(queries)
-        print(f"Per-recommendation latency ({index.backend}, {nb_items} items): {out['latency_ms']:.2f} ms")
+        policies[0].rank(steps.observations[:1], [set()], 1)  # warm-up
+        t = time.perf_counter()
+        for state in steps.observations[:64]:
+            policies[0].rank(state[None], [set()], 1)
+        out["recommend_ms"] = 1000 * (time.perf_counter() - t) / 64
+        print(
+            f"Per-recommendation latency ({index.backend}, {nb_items} items): search of the {args.candidates} "
+            f"nearest item(s) {out['latency_ms']:.2f} ms; state to item (actor, search"
+            + (", critic" if args.candidates > 1 else "")
+            + f") {out['recommend_ms']:.2f} ms"
+        )
     print(f"Total: {time.perf_counter() - t0:.1f} s")
     return out
 

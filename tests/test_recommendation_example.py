@@ -1,6 +1,7 @@
 """The offline recommendation example: simulated logs, a user's own CSV, bad files, states, item search."""
 
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ from ddpg_recommendation import (
     Ratings,
     Simulator,
     StateTracker,
+    item_vectors,
+    learned_policy,
     logged_states,
     main,
     make_index,
@@ -122,6 +125,14 @@ def test_numpy_search_is_exact_and_skips_seen_items():
         assert found[n].tolist() == np.argsort(-scores[n])[3 * n : 3 * n + 4].tolist()
 
 
+@pytest.mark.parametrize("backend", ["numpy", "faiss"])
+def test_search_restricted_to_some_items_returns_catalogue_items(backend):
+    embeddings = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)  # item i scores 2 i
+    index = ItemIndex(embeddings, backend, items=np.array([1, 3, 5, 7]))
+    found = index.search(np.ones((2, 2), np.float32), [set(), {7, 9}], k=2)
+    assert found.tolist() == [[7, 5], [5, 3]]
+
+
 def test_faiss_search_agrees_with_numpy():
     import faiss  # noqa: F401  # the recsys extra (also in the test extra)
 
@@ -147,3 +158,39 @@ def test_written_csv_reads_back(tmp_path):
     assert data.item_ids.tolist() == list(range(1, 11))
     assert data.user_ids[data.user].tolist() == [1, 2] and data.item.tolist() == [5, 4]  # sorted by user
     assert data.rating.tolist() == [1.0, 4.5]
+
+
+def test_item_vectors_are_bias_and_log_count_without_factors():
+    data = Ratings(
+        np.array([0, 1, 1, 2]), np.array([0, 0, 1, 2]), np.array([5, 4, 1, 2], np.float32), np.arange(4.0),
+        np.arange(3), np.arange(4),
+    )  # fmt: skip
+    vectors = item_vectors(data, nb_items=4, dim=0)
+    # Biases (ridge, penalty 5) of the ratings minus their mean 3: item 0 (5, 4): 3/7; item 1 (1): -2/6; item 2: -1/6.
+    np.testing.assert_allclose(vectors[:3, 0] / vectors[0, 0], [1.0, -7 / 9, -7 / 18], rtol=1e-4)
+    np.testing.assert_allclose(vectors[:3, 1] / vectors[1, 1], np.log1p([2, 1, 1]) / np.log(2), rtol=1e-5)
+    np.testing.assert_array_equal(vectors[3], 0.0)  # never rated
+    assert item_vectors(data, nb_items=4, dim=3).shape == (4, 5)
+
+
+class _Tensor:
+    def __init__(self, value):
+        self.value = np.asarray(value, dtype=np.float32)
+
+    def numpy(self):
+        return self.value
+
+
+def test_with_candidates_the_critic_chooses_among_the_actors_nearest_items():
+    # Inner product with the actor's vector [1, 0] ranks items 0, 1, 2, 3, 4; the critic prefers a large 2nd number.
+    items = np.array([[5, 0], [4, 1], [3, 3], [2, 2], [1, 9]], dtype=np.float32)
+    agent = SimpleNamespace(
+        normalize_observations=False,
+        actor=lambda s, training=False: _Tensor(np.tile([1.0, 0.0], (len(s), 1))),
+        critic=lambda inputs, training=False: _Tensor(inputs[0][:, 1:2]),
+    )
+    states, index = np.zeros((2, 3), np.float32), ItemIndex(items)
+    assert learned_policy("x", agent, index).rank(states, [set(), {0}], 1)[:, 0].tolist() == [0, 1]
+    policy = learned_policy("x", agent, index, candidates=3)
+    assert policy.rank(states, [set(), {2}], 1)[:, 0].tolist() == [2, 3]  # item 4 is not among the 3 nearest
+    assert policy.rank(states, [set(), set()], 2).tolist() == [[2, 1], [2, 1]]
