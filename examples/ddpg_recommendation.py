@@ -321,15 +321,16 @@ def standardize(embeddings: np.ndarray) -> np.ndarray:
     return (embeddings / np.where(scale > 0, scale, 1.0)).astype(np.float32)
 
 
-def item_vectors(ratings: Ratings, nb_items: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+def item_vectors(ratings: Ratings, nb_items: int, dim: int = 16, seed: int = 0, count: bool = True) -> np.ndarray:
     """Each item's vector `[q_i, b_i, log(1 + n_i)]`, standardised: `[nb_items, dim + 2]`.
 
     `[q_i, b_i]` come from `factorize`; `n_i` is the item's number of logged ratings (how often the
-    logging policy showed it), a feature whose worth the critic learns from the logged rewards.
-    Items never rated get zeros.
+    logging policy showed it), a feature whose worth the critic learns from the logged rewards;
+    `count=False` leaves it out (`[nb_items, dim + 1]`). Items never rated get zeros.
     """
-    counts = np.bincount(ratings.item, minlength=nb_items)
-    vectors = np.column_stack([factorize(ratings, nb_items, dim=dim, seed=seed), np.log1p(counts)])
+    vectors = factorize(ratings, nb_items, dim=dim, seed=seed)
+    if count:
+        vectors = np.column_stack([vectors, np.log1p(np.bincount(ratings.item, minlength=nb_items))])
     return standardize(vectors)
 
 
@@ -511,11 +512,16 @@ class ItemIndex:
                 self.index.nprobe = 256
                 self.index.add(items)
 
-    def search(self, queries: np.ndarray, seen: list[set], k: int = 1) -> np.ndarray:
-        """`[N, k]` items, best first, for `queries` `[N, dim]`; row `n` never holds an item of `seen[n]`."""
+    def search(self, queries: np.ndarray, seen: list[set], k: int = 1, fill: bool = True) -> np.ndarray:
+        """`[N, k]` items, best first, for `queries` `[N, dim]`; row `n` never holds an item of `seen[n]`.
+
+        When fewer than `k` of the searchable `items` are unseen, the rest of the row comes from the
+        whole catalogue (best first); with `fill=False` it is left at -1 instead, unless the row
+        would hold no item at all.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.index is None:
-            return self._numpy_search(queries, seen, k)
+            return self._complete(queries, seen, self._numpy_search(queries, seen, k), fill)
         extra = max((len(s) for s in seen), default=0)
         kk = min(self.vectors.shape[0], k + extra)
         searched = queries
@@ -534,19 +540,34 @@ class ItemIndex:
                 out[n] = keep
         if missing:
             out[missing] = self._numpy_search(queries[missing], [seen[n] for n in missing], k)
+        return self._complete(queries, seen, out, fill)
+
+    def _complete(self, queries: np.ndarray, seen: list[set], out: np.ndarray, fill: bool) -> np.ndarray:
+        """Fills the -1 slots of `out` (searchable items exhausted) from the whole catalogue."""
+        short = np.flatnonzero((out < 0).any(axis=1) if fill else (out < 0).all(axis=1))
+        if short.size:
+            excluded = [seen[n] | set(out[n][out[n] >= 0].tolist()) for n in short]
+            more = self._numpy_search(queries[short], excluded, out.shape[1], everything=True)
+            for row, extra in zip(short, more):
+                holes = np.flatnonzero(out[row] < 0)
+                out[row, holes] = extra[: holes.size]
         return out
 
-    def _numpy_search(self, queries: np.ndarray, seen: list[set], k: int, block: int = 65_536) -> np.ndarray:
+    def _numpy_search(
+        self, queries: np.ndarray, seen: list[set], k: int, block: int = 65_536, everything: bool = False
+    ) -> np.ndarray:
+        """Exact search over the searchable items (all items with `everything`); -1 where too few are unseen."""
+        vectors, position = (self.embeddings, None) if everything else (self.vectors, self._position)
         n = len(queries)
         best_scores = np.full((n, k), -np.inf, dtype=np.float32)
         best_items = np.zeros((n, k), dtype=np.int64)
         rows = np.repeat(np.arange(n), [len(s) for s in seen])
         cols = np.fromiter((i for s in seen for i in s), dtype=np.int64, count=rows.size)
-        if self._position is not None:  # seen catalogue items -> rows of self.vectors
-            cols = self._position[cols]
+        if position is not None:  # seen catalogue items -> rows of vectors
+            cols = position[cols]
             rows, cols = rows[cols >= 0], cols[cols >= 0]
-        for lo in range(0, self.vectors.shape[0], block):
-            scores = queries @ self.vectors[lo : lo + block].T  # [N, B]
+        for lo in range(0, vectors.shape[0], block):
+            scores = queries @ vectors[lo : lo + block].T  # [N, B]
             inside = (cols >= lo) & (cols < lo + scores.shape[1])
             scores[rows[inside], cols[inside] - lo] = -np.inf
             kb = min(k, scores.shape[1])
@@ -560,7 +581,9 @@ class ItemIndex:
             keep = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
             best_scores = np.take_along_axis(all_scores, keep, 1)
             best_items = np.take_along_axis(all_items, keep, 1)
-        return best_items if self.items is None else self.items[best_items]
+        if position is not None:
+            best_items = self.items[best_items]
+        return np.where(np.isfinite(best_scores), best_items, -1)
 
 
 def make_index(embeddings: np.ndarray, backend: str, seed: int, items: Any = None) -> ItemIndex:
@@ -661,8 +684,8 @@ def learned_policy(name: str, agent: Any, index: ItemIndex, candidates: int = 1)
         proto = actor_actions(agent, states)
         if candidates <= k:
             return index.search(proto, seen, k)
-        near = index.search(proto, seen, candidates)
-        q = critic_values(agent, states, index.embeddings[near])
+        near = index.search(proto, seen, candidates, fill=False)  # -1: fewer unseen searchable items
+        q = np.where(near >= 0, critic_values(agent, states, index.embeddings[np.maximum(near, 0)]), -np.inf)
         return np.take_along_axis(near, np.argsort(-q, axis=1, kind="stable")[:, :k], axis=1)
 
     return Policy(name, rank)
@@ -819,6 +842,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--embedding-dim", type=int, default=16, help="ALS factors per item; 0: bias only (default: 16)"
     )
+    parser.add_argument("--no-count", action="store_true", help="leave the log rating count out of the item vectors")
     parser.add_argument(
         "--candidates",
         type=int,
@@ -882,12 +906,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     held = held_out_sessions(ratings, steps) if sim is None else np.zeros(len(steps.order), dtype=bool)
     train_rows = steps.order[~held]
     train = Ratings(*(a[train_rows] for a in ratings[:4]), ratings.user_ids, ratings.item_ids)
-    embeddings = item_vectors(train, nb_items, dim=args.embedding_dim, seed=args.seed)
+    embeddings = item_vectors(train, nb_items, dim=args.embedding_dim, seed=args.seed, count=not args.no_count)
     steps = logged_states(ratings, embeddings, args.positive, args.session_gap, args.session_length)
     if (~held).sum() < 256:
         args.parser.error(f"{path}: {int((~held).sum())} training ratings are fewer than one batch (256)")
     print(
-        f"Item vectors ({embeddings.shape[1]} numbers each: ALS, log count) and {int((~held).sum())} transitions in "
+        f"Item vectors ({embeddings.shape[1]} number{'s' * (embeddings.shape[1] > 1)} each: ALS"
+        f"{'' if args.no_count else ', log count'}) and "
+        f"{int((~held).sum())} transitions in "
         f"{int(steps.terminals[~held].sum())} sessions: {time.perf_counter() - t1:.1f} s"
         + (f"; {int(steps.terminals[held].sum())} sessions held out" if held.any() else "")
     )
@@ -906,11 +932,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # Items with fewer than --min-ratings logged ratings are not searched: their embeddings are mostly noise,
     # and among a million noisy vectors some always line up with any query.
     rated = np.flatnonzero(np.bincount(train.item, minlength=nb_items) >= args.min_ratings)
-    if rated.size <= args.candidates:
-        args.parser.error(
-            f"{rated.size} items have at least --min-ratings={args.min_ratings} logged ratings: too few to "
-            f"search {args.candidates} candidates"
-        )
+    if rated.size == 0:
+        args.parser.error(f"no item has at least --min-ratings={args.min_ratings} logged ratings")
     index = make_index(embeddings, args.index, args.seed, rated if args.min_ratings > 0 else None)
     rng = np.random.default_rng([args.seed, 2])
     liked_counts = np.bincount(train.item[train.rating >= args.positive], minlength=nb_items)
@@ -944,10 +967,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out["table"] = {r[0]: r[1:] for r in rows}
     if args.latency:
         queries = actor_actions(agent, steps.observations[:64])
-        index.search(queries[:1], [set()], args.candidates)  # warm-up
+        index.search(queries[:1], [set()], args.candidates, fill=False)  # warm-up
         t = time.perf_counter()
         for q in queries:
-            index.search(q[None], [set()], args.candidates)
+            index.search(q[None], [set()], args.candidates, fill=False)
         out["latency_ms"] = 1000 * (time.perf_counter() - t) / len(queries)
         policies[0].rank(steps.observations[:1], [set()], 1)  # warm-up
         t = time.perf_counter()

@@ -131,6 +131,10 @@ def test_search_restricted_to_some_items_returns_catalogue_items(backend):
     index = ItemIndex(embeddings, backend, items=np.array([1, 3, 5, 7]))
     found = index.search(np.ones((2, 2), np.float32), [set(), {7, 9}], k=2)
     assert found.tolist() == [[7, 5], [5, 3]]
+    # Searchable items exhausted: the rest of the row comes from the whole catalogue, still skipping seen items.
+    assert index.search(np.ones((1, 2), np.float32), [{1, 5, 9}], k=4).tolist() == [[7, 3, 8, 6]]
+    assert index.search(np.ones((1, 2), np.float32), [{1, 5, 9}], k=4, fill=False).tolist() == [[7, 3, -1, -1]]
+    assert index.search(np.ones((1, 2), np.float32), [{1, 3, 5, 7}], k=2, fill=False).tolist() == [[9, 8]]
 
 
 def test_faiss_search_agrees_with_numpy():
@@ -171,6 +175,7 @@ def test_item_vectors_are_bias_and_log_count_without_factors():
     np.testing.assert_allclose(vectors[:3, 1] / vectors[1, 1], np.log1p([2, 1, 1]) / np.log(2), rtol=1e-5)
     np.testing.assert_array_equal(vectors[3], 0.0)  # never rated
     assert item_vectors(data, nb_items=4, dim=3).shape == (4, 5)
+    np.testing.assert_allclose(item_vectors(data, nb_items=4, dim=0, count=False), vectors[:, :1], rtol=1e-5)
 
 
 class _Tensor:
