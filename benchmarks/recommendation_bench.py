@@ -2,6 +2,7 @@
 
 python benchmarks/recommendation_bench.py                        # 1 000 000 items (needs keras-rl3[recsys])
 python benchmarks/recommendation_bench.py --items 200000 --steps 1000
+python benchmarks/recommendation_bench.py --candidates 10   # the search of the critic's 10 candidates
 
 Prints the machine line, then, in one run on the same data pipeline as examples/ddpg_recommendation.py:
 

@@ -327,6 +327,16 @@ def item_vectors(ratings: Ratings, nb_items: int, dim: int = 16, seed: int = 0, 
     `[q_i, b_i]` come from `factorize`; `n_i` is the item's number of logged ratings (how often the
     logging policy showed it), a feature whose worth the critic learns from the logged rewards;
     `count=False` leaves it out (`[nb_items, dim + 1]`). Items never rated get zeros.
+
+    Args:
+        ratings: the logged ratings to learn from.
+        nb_items: the catalogue size.
+        dim: ALS factors per item (0: the bias only). Defaults to `16`.
+        seed: seed of the factors' initialisation. Defaults to `0`.
+        count: whether to add the log rating count. Defaults to `True`.
+
+    Returns:
+        `[nb_items, dim + 2]` (or `dim + 1`) float32 vectors.
     """
     vectors = factorize(ratings, nb_items, dim=dim, seed=seed)
     if count:
@@ -518,6 +528,15 @@ class ItemIndex:
         When fewer than `k` of the searchable `items` are unseen, the rest of the row comes from the
         whole catalogue (best first); with `fill=False` it is left at -1 instead, unless the row
         would hold no item at all.
+
+        Args:
+            queries: `[N, dim]` query vectors.
+            seen: for each query, the catalogue items never to return.
+            k: items per query. Defaults to `1`.
+            fill: whether to fill from the whole catalogue. Defaults to `True`.
+
+        Returns:
+            `[N, k]` catalogue items (int64).
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.index is None:
@@ -664,7 +683,16 @@ def actor_actions(agent: Any, states: np.ndarray) -> np.ndarray:
 
 
 def critic_values(agent: Any, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """The critic's `Q(s, a)` `[n, k]` for `states` `[n, state size]` and `actions` `[n, k, action size]`."""
+    """The critic's values for `k` actions per state, in one batch.
+
+    Args:
+        agent: a trained `DDPGAgent`, `TD3Agent` or `TD3BCAgent` (its first critic is used).
+        states: `[n, state size]` unnormalised states.
+        actions: `[n, k, action size]` item vectors.
+
+    Returns:
+        `[n, k]` values `Q(states[i], actions[i, j])`.
+    """
     n, k, d = actions.shape
     if getattr(agent, "normalize_observations", False) and agent.observation_mean is not None:
         states = (states - agent.observation_mean) / agent.observation_std  # as TD3BCAgent's critic saw them
@@ -678,6 +706,15 @@ def learned_policy(name: str, agent: Any, index: ItemIndex, candidates: int = 1)
     With `candidates > 1`, the `candidates` unseen items nearest the actor's vector are ranked by the
     critic's `Q(s, item vector)` instead (the "Wolpertinger" policy of Dulac-Arnold et al., 2015): the
     actor proposes a neighbourhood, the critic chooses in it.
+
+    Args:
+        name: the policy's name in the result tables.
+        agent: the trained agent (its actor, and its critic when `candidates > 1`).
+        index: the item search.
+        candidates: how many nearest items the critic chooses among. Defaults to `1` (no critic).
+
+    Returns:
+        A `Policy`.
     """
 
     def rank(states: np.ndarray, seen: list[set], k: int) -> np.ndarray:
