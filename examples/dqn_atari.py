@@ -20,8 +20,17 @@ the emulator's limit of 27 000 steps with a return of 0. `--test-eps 0.05` tests
 rewards (one point per brick in Breakout), as in keras-rl. `--mode random` tests a uniformly
 random policy with the same protocol: the baseline a trained network must beat.
 
-Measured (Breakout, a 2-core machine shared with other work, the run pinned to one core):
-see the docs' benchmarks page, "The examples' returns".
+Measured on Breakout (a 2-core machine shared with other work, the run pinned to one core), seed 0:
+
+    taskset -c 1 python examples/dqn_atari.py --steps 150000 --warmup 10000 --memory-limit 150000 \
+        --anneal-steps 100000 --test-eps 0.05 --test-steps 10000 --seed 0 --verbose 2
+    taskset -c 1 python examples/dqn_atari.py --mode random --test-steps 10000 --seed 0
+
+Mean test return over 10 episodes (epsilon 0.05, at most 10 000 steps each): 0.1 after 150 000
+steps, against 1.3 for a random policy: no learning shows in the tests at this scale (keras-rl's
+run is 1 750 000 steps). Training episodes at epsilon 0.1 rose from 1.5 (100 000-110 000 steps) to
+2.1 (140 000-150 000). Training took 58 minutes, at about 40 steps per second; the process held 1.4 GB
+at 52 000 steps (each stored frame adds 7 KB).
 """
 
 import argparse
