@@ -32,6 +32,7 @@ MODULES = [
     "rl.agents.offline",
     "rl.engine",
     "rl.engine.layout",
+    "rl.engine.fused",
     "rl.engine.fields",
     "rl.engine.compiled",
     "rl.engine.xla",

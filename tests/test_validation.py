@@ -230,11 +230,20 @@ def test_missing_and_damaged_checkpoints(tmp_path):
         agent.load_checkpoint(tmp_path / "ckpt")
 
 
+def wide_actor(units=64, inner=64, trainable=True):
+    """An actor whose second hidden kernel holds `inner * units` values."""
+    obs_in = keras.Input((1, 2))
+    x = layers.Dense(inner, activation="relu")(layers.Flatten()(obs_in))
+    hidden = layers.Dense(units, activation="relu", trainable=trainable)
+    return keras.Model(obs_in, layers.Dense(1)(hidden(x)))
+
+
 def test_jit_compile_auto(monkeypatch):
-    """One rule: XLA on a GPU or TPU; on CPUs for training that reaches `XLA_MIN_STEPS` steps."""
+    """One rule: XLA on a GPU or TPU; on CPUs for small networks in training that reaches `XLA_MIN_STEPS`."""
     assert build().get_config()["jit_compile"] == "auto"
     monkeypatch.setattr(xla_module, "accelerator_visible", lambda: True)
     assert build().jit_compile is True
+    assert build(actor=wide_actor()).jit_compile is True
     monkeypatch.setattr(xla_module, "accelerator_visible", lambda: False)
     monkeypatch.setattr(xla_module, "XLA_MIN_STEPS", 30)
     env = CountingEnv(terminate_at=10)
@@ -250,10 +259,16 @@ def test_jit_compile_auto(monkeypatch):
     traces = agent.trace_count
     agent.fit(env, nb_steps=10, verbose=0)
     assert agent.jit_compile is True and agent.trace_count == traces  # kept, not traced again
-    long_run = build(nb_steps_warmup_actor=5, nb_steps_warmup_critic=5, batch_size=4)
-    long_run.compile("adam")
-    long_run.fit(CountingEnv(terminate_at=10), nb_steps=30, verbose=0)
-    assert long_run.jit_compile is True  # one run of 30 steps: XLA from its start
+    for actor, xla in (
+        (wide_actor(), False),
+        (wide_actor(units=63, inner=65), True),
+        (wide_actor(trainable=False), True),
+    ):
+        # a 64 x 64 kernel (4 096 values) is large; 63 x 65 (4 095) is not; a frozen layer is not trained
+        other = build(actor=actor, nb_steps_warmup_actor=5, nb_steps_warmup_critic=5, batch_size=4)
+        other.compile("adam")
+        other.fit(CountingEnv(terminate_at=10), nb_steps=30, verbose=0)
+        assert other.jit_compile is xla
     # An explicit choice is kept whatever the run's length.
     for jit in (True, False):
         explicit = build(jit_compile=jit, nb_steps_warmup_actor=5, nb_steps_warmup_critic=5, batch_size=4)
@@ -293,27 +308,6 @@ def test_the_library_changes_no_process_wide_setting(monkeypatch):
         tf.config.threading.get_intra_op_parallelism_threads(),
         tf.config.threading.get_inter_op_parallelism_threads(),
     )
-
-
-def test_intra_op_threads_reads_the_setting_then_the_environment_then_the_cores(monkeypatch):
-    import os
-
-    monkeypatch.setattr(tf.config.threading, "get_intra_op_parallelism_threads", lambda: 0)
-    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
-    assert xla_module.intra_op_threads() == 1
-    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
-    assert xla_module.intra_op_threads() == 3
-    cores = len(os.sched_getaffinity(0))
-    for unset in ("0", "-1", "many"):  # TensorFlow's default for these: the cores
-        monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", unset)
-        assert xla_module.intra_op_threads() == cores
-    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
-    assert xla_module.intra_op_threads() == cores
-    monkeypatch.delattr(os, "sched_getaffinity")
-    monkeypatch.setattr(os, "cpu_count", lambda: 7)
-    assert xla_module.intra_op_threads() == 7
-    monkeypatch.setattr(tf.config.threading, "get_intra_op_parallelism_threads", lambda: 5)
-    assert xla_module.intra_op_threads() == 5
 
 
 def test_jit_compile_rejects_bad_values():

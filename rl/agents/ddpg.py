@@ -61,8 +61,8 @@ class DDPGAgent(ActorCriticAgent):
             `>= 1`: hard copy every `int(target_model_update)` steps. Defaults to `0.001`.
         processor: an `rl.core.Processor`. Defaults to `None`.
         jit_compile: compile the training step with XLA: `True`, `False` or `"auto"` (XLA on a
-            GPU or TPU, and on CPUs for training runs that reach 10 000 steps, where compiling
-            pays off). Acting alone never uses XLA. Defaults to `"auto"`.
+            GPU or TPU, and on CPUs for small networks in training runs that reach 10 000
+            steps). Acting alone never uses XLA. Defaults to `"auto"`.
         gradient_steps: gradient steps per training call, each on its own batch (as
             Stable-Baselines3's `gradient_steps`); metrics are their mean. Defaults to `1`.
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Iterable
 
 import keras
 import tensorflow as tf
 
-__all__ = ["XLA_MIN_STEPS", "accelerator_visible", "intra_op_threads", "resolve_jit_compile", "xla_pays"]
+__all__ = ["XLA_MAX_WEIGHTS", "XLA_MIN_STEPS", "accelerator_visible", "resolve_jit_compile", "xla_pays"]
 
-# On CPUs, training runs that end at this many steps or more compile their step with XLA.
+# On CPUs, training runs that end at this many steps or more compile their step with XLA...
 XLA_MIN_STEPS = 10_000
+# ... when the networks are small: no trainable weight array has this many values.
+XLA_MAX_WEIGHTS = 4096
 
 
 def accelerator_visible() -> bool:
@@ -19,27 +21,18 @@ def accelerator_visible() -> bool:
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
-def intra_op_threads() -> int:
-    """Threads TensorFlow may split one op over: its setting, else `TF_NUM_INTRAOP_THREADS`, else the cores."""
-    n = tf.config.threading.get_intra_op_parallelism_threads()
-    if n <= 0:
-        try:
-            n = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))
-        except ValueError:
-            n = 0
-    if n <= 0:  # TensorFlow's default: one per core it may use
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return n
-
-
 def xla_pays(models: Iterable[keras.Model], end_step: int) -> bool:
-    """What `jit_compile="auto"` picks for a training run that ends at step `end_step`.
+    """What `jit_compile="auto"` picks for a training run of `models` that ends at step `end_step`.
 
-    XLA where TensorFlow sees a GPU or TPU, and on CPUs when the agent's training reaches
-    `XLA_MIN_STEPS` steps: compiling takes seconds, which XLA's cheaper step repays over a few
-    thousand steps. The measurements behind it are on the benchmarks page.
+    XLA where TensorFlow sees a GPU or TPU. On CPUs, XLA for small networks (every trainable
+    weight array under `XLA_MAX_WEIGHTS` values) when training reaches `XLA_MIN_STEPS` steps:
+    fusing their many small operations repays the seconds of compiling; larger networks run
+    faster on TensorFlow's own kernels. The measurements behind it are on the benchmarks page.
     """
-    return accelerator_visible() or end_step >= XLA_MIN_STEPS
+    if accelerator_visible():
+        return True
+    small = all(math.prod(w.shape) < XLA_MAX_WEIGHTS for m in models for w in m.trainable_weights)
+    return small and end_step >= XLA_MIN_STEPS
 
 
 def resolve_jit_compile(jit_compile: bool | str, models: Iterable[keras.Model], end_step: int = 0) -> bool:
