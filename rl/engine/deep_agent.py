@@ -94,8 +94,8 @@ class DeepAgent(Agent):
         processor: an `rl.core.Processor`. Defaults to `None`.
         jit_compile: compile the training step with XLA: `True`, `False`, or `"auto"` (XLA on
             a GPU or TPU, and on CPUs for small networks in training runs that reach
-            `XLA_MIN_STEPS` steps; see `rl.engine.xla.xla_pays`). An `"auto"` choice that XLA cannot compile warns and runs
-            without XLA; `True` raises. Defaults to `"auto"`.
+            `XLA_MIN_STEPS` steps; see `rl.engine.xla.xla_pays`). An `"auto"` choice that XLA
+            cannot compile warns and runs without XLA; `True` raises. Defaults to `"auto"`.
         custom_model_objects: custom layers or objects needed to clone models into target
             networks. Defaults to `None`.
     """
