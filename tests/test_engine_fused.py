@@ -4,34 +4,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import CountingEnv, small_models
+from conftest import CountingEnv
+from test_ddpg import make_agent
 
-from rl.agents import DDPGAgent
 from rl.engine import fused as fused_module
 from rl.engine import layout as layout_module
 from rl.engine.fused import apply_adam, fused_adam_fits
-from rl.memory import SequentialMemory
-from rl.random import OrnsteinUhlenbeckProcess
 
 SHAPES = [(7,), (3, 5), (16, 4)]
-
-
-def make_agent(env, optimizer, seed=6):
-    keras.utils.set_random_seed(seed)
-    actor, critic, action_in = small_models(env.observation_space.shape)
-    agent = DDPGAgent(
-        nb_actions=1,
-        actor=actor,
-        critic=critic,
-        critic_action_input=action_in,
-        memory=SequentialMemory(limit=1000, seed=seed),
-        nb_steps_warmup_critic=20,
-        nb_steps_warmup_actor=20,
-        random_process=OrnsteinUhlenbeckProcess(theta=0.15, sigma=0.3, size=1, seed=seed),
-        batch_size=8,
-    )
-    agent.compile(optimizer)
-    return agent
 
 
 def _variables(seed):
@@ -103,7 +83,8 @@ def test_agents_train_to_the_same_weights_with_and_without_the_fused_update(monk
         if not fused:
             monkeypatch.setattr(layout_module, "fused_adam_fits", lambda optimizer, variables: False)
         env = CountingEnv(terminate_at=20)
-        agent = make_agent(env, keras.optimizers.Adam(learning_rate=1e-2, **clip))
+        agent = make_agent(env, seed=6)
+        agent.compile(keras.optimizers.Adam(learning_rate=1e-2, **clip))
         history = agent.fit(env, nb_steps=120, verbose=0, seed=6)
         iterations = [int(o.iterations.numpy()) for o in agent.optimizers.values()]
         results.append((history.history["episode_reward"], [m.get_weights() for m in agent.layers], iterations))
