@@ -44,15 +44,13 @@ are ours divided by the half-width (`OrnsteinUhlenbeckActionNoise(sigma=0.15)`,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
 
 from machine import describe
+from workers import report, run_worker
 
 ALGOS = ("ddpg", "td3", "sac")
 SMALL = {"actor": [16, 16, 16], "critic": [32, 32, 32], "batch_size": 32}
@@ -285,19 +283,15 @@ def worker(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     run = run_ours if args.worker == "ours" else run_sb3
     result = run(args.algo[0], SETTINGS[args.setting], args.steps, args.seed, args.gradient_steps, args.jit)
-    print("RESULT " + json.dumps(result), flush=True)
+    report(result)
 
 
 def spawn(lib: str, algo: str, args: argparse.Namespace, seed: int) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--algo", algo, "--seed", str(seed)]
+    cmd = ["--worker", lib, "--algo", algo, "--seed", str(seed)]
     cmd += ["--setting", args.setting, "--steps", str(args.steps), "--jit", args.jit]
     cmd += ["--threads", str(args.threads), "--sb3-threads", str(args.sb3_threads)]
     cmd += ["--gradient-steps", str(args.gradient_steps)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"{lib} {algo} run failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+    return run_worker(os.path.abspath(__file__), cmd, f"{lib} {algo}")
 
 
 def fmt(r: dict) -> str:

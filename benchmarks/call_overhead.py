@@ -11,10 +11,10 @@ the agents use, for three graphs:
 Each graph is timed in a fresh process, once with the process allowed on every usable core and
 once restricted to one core (`os.sched_setaffinity`, what `taskset -c 0` does), with TensorFlow's
 default threads unless `--tf-threads` says otherwise. On a 2-core virtual machine the unpinned
-calls cost several times more: TensorFlow runs a call's graph on its own thread pools (the
+calls cost two to three times more: TensorFlow runs a call's graph on its own thread pools (the
 inter-op pool for a plain graph; XLA's runtime hands independent parts of a graph to the intra-op
-pool), and waking a thread on an idle core and waking the caller afterwards costs more there than
-a small network's whole step.
+pool), and waking a thread on an idle core and waking the caller afterwards costs there about as
+much as a small network's whole training step.
 
     python benchmarks/call_overhead.py
     python benchmarks/call_overhead.py --tf-threads 1 --calls 5000
@@ -23,13 +23,11 @@ a small network's whole step.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import time
 
 from machine import describe
+from workers import report, run_worker
 
 GRAPHS = ("one-op", "mlp-step", "mlp-step-xla")
 
@@ -90,7 +88,7 @@ def main(argv=None) -> None:
         if cores == "one":
             os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        print("RESULT " + json.dumps(time_calls(graph, args.calls, args.tf_threads)))
+        report(time_calls(graph, args.calls, args.tf_threads))
         return
 
     print(describe())
@@ -102,13 +100,8 @@ def main(argv=None) -> None:
     for graph in GRAPHS:
         times = {}
         for cores in ("every", "one"):
-            cmd = [sys.executable, os.path.abspath(__file__), "--calls", str(args.calls)]
-            cmd += ["--tf-threads", str(args.tf_threads), "--worker", graph, cores]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-            if out.returncode or not lines:
-                raise SystemExit(f"{graph} run failed:\n{out.stderr[-3000:]}")
-            times[cores] = json.loads(lines[-1][len("RESULT ") :])
+            cmd = ["--calls", str(args.calls), "--tf-threads", str(args.tf_threads), "--worker", graph, cores]
+            times[cores] = run_worker(os.path.abspath(__file__), cmd, graph)
         print(f"{graph:14s} {times['every']:11.0f} {times['one']:9.0f} {times['every'] / times['one']:6.2f}")
 
 

@@ -26,14 +26,12 @@ Needs the `bench` extra (stable-baselines3, torch).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 from machine import describe
+from workers import report, run_worker
 
 ENV_ID = "CartPole-v1"
 MAX_EPISODE_STEPS = 200
@@ -180,7 +178,7 @@ def main(argv=None) -> None:
             result = run_ours(args.steps, args.seed, args.tf_threads)
         else:
             result = run_sb3(args.steps, args.seed, args.sb3_threads)
-        print("RESULT " + json.dumps(result))
+        report(result)
         return
 
     print(describe())
@@ -192,13 +190,9 @@ def main(argv=None) -> None:
         order = ("ours", "sb3") if k % 2 == 0 else ("sb3", "ours")
         pair = {}
         for lib in order:
-            cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--steps", str(args.steps)]
+            cmd = ["--worker", lib, "--steps", str(args.steps), "--seed", str(seed)]
             cmd += ["--sb3-threads", str(args.sb3_threads), "--tf-threads", str(args.tf_threads)]
-            out = subprocess.run(cmd + ["--seed", str(seed)], capture_output=True, text=True, check=False)
-            lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-            if out.returncode or not lines:
-                raise SystemExit(f"{lib} run failed:\n{out.stderr[-3000:]}")
-            result = json.loads(lines[-1][len("RESULT ") :])
+            result = run_worker(os.path.abspath(__file__), cmd, lib)
             pair[lib] = result
             rates[lib].append(result["steps_per_s"])
             extra = {k2: v for k2, v in result.items() if k2 not in ("lib", "steps_per_s", "test_return")}
