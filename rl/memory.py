@@ -1198,28 +1198,36 @@ class SequentialMemory:
 
 
 class SumTree:
-    """A binary tree of non-negative values whose every node holds the sum of its leaves, in numpy.
+    """A binary tree of non-negative values whose nodes hold the sums of their leaves, in numpy.
 
     Leaves sit at positions `capacity .. 2 * capacity - 1` of one float64 array (`capacity` is a
-    power of two); node `i` has children `2i` and `2i + 1`, and node `1` holds the total. Batches
-    of updates and of prefix-sum searches run level by level, vectorised over the batch, in
-    O(batch_size * log(size)) (a search takes its first ten levels in one binary search over
-    the nodes ten levels down).
+    power of two), node `i` has children `2i` and `2i + 1`. The tree is kept from the leaves up to
+    level `top` (at most 4096 nodes); above it, the running sums of that level's nodes stand in
+    for the upper levels (`running_sums[i]` is what the nodes before node `i` of the top level hold),
+    so that a prefix-sum search starts with one binary search over them and then goes down one
+    level at a time. Batches of updates and of searches are vectorised over the batch and cost
+    O(batch_size * log(size) + 4096). A single leaf's update (`set_one`, used once per stored
+    transition) refreshes the running sums when they are next read.
 
     Args:
         size: number of leaves, >= 1.
     """
 
+    max_top_level = 12  # the top level kept holds at most 2**12 = 4096 nodes
+
     def __init__(self, size: int):
         self.size = check_int("size", size, minimum=1)
         self.capacity = 1 << max(0, (self.size - 1).bit_length())
         self.depth = self.capacity.bit_length() - 1
-        self.nodes = np.zeros(2 * self.capacity, dtype=np.float64)
+        self.top = min(self.depth, self.max_top_level)
+        self.nodes = np.zeros(2 * self.capacity, dtype=np.float64)  # nodes above level `top` stay 0
+        self.running_sums = np.zeros((1 << self.top) + 1, dtype=np.float64)
+        self._stale_from = 1 << self.top  # running sums from this top node on need a refresh
 
     @property
     def total(self) -> float:
         """The sum of all leaves."""
-        return float(self.nodes[1])
+        return float(self._fresh_running_sums()[-1])
 
     @property
     def leaves(self) -> np.ndarray:
@@ -1231,47 +1239,60 @@ class SumTree:
         pos = np.asarray(indices, dtype=np.int64) + self.capacity
         nodes = self.nodes
         nodes[pos] = values
-        for _ in range(self.depth):
+        for _ in range(self.depth - self.top):
             pos >>= 1
             child = pos << 1
             nodes[pos] = nodes.take(child) + nodes.take(child + 1)
+        first = 1 << self.top
+        np.cumsum(nodes[first : 2 * first], out=self.running_sums[1:])
+        self._stale_from = first
 
     def set_one(self, index: int, value: float) -> None:
         """Sets one leaf (a scalar path, faster than `set` for a single index)."""
         nodes = self.nodes
         pos = int(index) + self.capacity
         nodes[pos] = value
-        pos >>= 1
-        while pos:
-            nodes[pos] = nodes[2 * pos] + nodes[2 * pos + 1]
+        for _ in range(self.depth - self.top):
             pos >>= 1
+            nodes[pos] = nodes[2 * pos] + nodes[2 * pos + 1]
+        self._stale_from = min(self._stale_from, pos - (1 << self.top))
+
+    def _fresh_running_sums(self) -> np.ndarray:
+        first, start = 1 << self.top, self._stale_from
+        if start < first:
+            # The same additions in the same order as one cumsum of the whole level: the sums do
+            # not depend on which leaves were set one at a time.
+            sums = self.running_sums
+            tail = np.concatenate((sums[start : start + 1], self.nodes[first + start : 2 * first]))
+            np.cumsum(tail, out=tail)
+            sums[start + 1 :] = tail[1:]
+            self._stale_from = first
+        return self.running_sums
 
     def find(self, prefix: np.ndarray) -> np.ndarray:
         """The leaf of each prefix sum: the first `i` with `sum(leaves[: i + 1]) > prefix`, `[B]` int64."""
         nodes, u = self.nodes, np.array(prefix, dtype=np.float64)
-        # The top levels at once: a search in the prefix sums of the nodes `top` levels down
-        # (at most 1024 of them), then one level at a time below.
-        top = min(self.depth, 10)
-        first = 1 << top
-        level = nodes[first : 2 * first]
-        sums = np.cumsum(level)
-        j = np.minimum(np.searchsorted(sums, u, side="right"), first - 1)
-        u -= sums.take(j) - level.take(j)
-        pos = j + first
-        for _ in range(self.depth - top):
+        sums, first = self._fresh_running_sums(), 1 << self.top
+        pos = np.minimum(np.searchsorted(sums[1:], u, side="right"), first - 1)
+        u -= sums.take(pos)
+        pos += first
+        for _ in range(self.depth - self.top):
             pos <<= 1
             left = nodes.take(pos)
             right = u >= left
-            u -= left * right
+            left *= right
+            u -= left
             pos += right
-        return np.minimum(pos - self.capacity, self.size - 1)
+        pos -= self.capacity
+        return np.minimum(pos, self.size - 1, out=pos)
 
     def rebuild(self) -> None:
-        """Recomputes every inner node from the leaves."""
+        """Recomputes every node above the leaves, and the running sums, from the leaves."""
         nodes = self.nodes
-        for level in range(self.depth - 1, -1, -1):
+        for level in range(self.depth - 1, self.top - 1, -1):
             lo, hi = 1 << level, 2 << level
             nodes[lo:hi] = nodes[2 * lo : 2 * hi : 2] + nodes[2 * lo + 1 : 2 * hi : 2]
+        self._stale_from = 0
 
 
 class PrioritizedMemory(SequentialMemory):
@@ -1352,7 +1373,7 @@ class PrioritizedMemory(SequentialMemory):
     # ------------------------------------------------------------------ writing
     def _take_slot(self) -> int:
         i = super()._take_slot()
-        if self.tree.nodes[self.tree.capacity + i] != 0.0:
+        if self.tree.leaves[i] != 0.0:
             self.tree.set_one(i, 0.0)
         return i
 
@@ -1371,26 +1392,33 @@ class PrioritizedMemory(SequentialMemory):
 
     # ----------------------------------------------------------------- sampling
     def _sample_indices(self, batch_size: int) -> np.ndarray:
-        if self.tree.total <= 0 or self.tree.total == np.inf:
-            self._sync_tree()
         tree = self.tree
-        idx = np.empty(0, dtype=np.int64)
+        total = tree.total
+        if total <= 0 or total == np.inf:
+            self._sync_tree()
+            total = tree.total
+        leaves = tree.leaves
+        idx = p = np.empty(0, dtype=np.int64)
         for _ in range(_DRAW_ROUNDS):
             need = batch_size - idx.size
-            u = (np.arange(need) + self.rng.random(need)) * (tree.total / need)
+            u = self.rng.random(need)
+            u += np.arange(need)
+            u *= total / need
             new = tree.find(u)
-            ok = tree.nodes.take(new + tree.capacity) > 0  # guards against rounding at the segments' edges
+            p_new = leaves.take(new)
+            ok = p_new > 0  # guards against rounding at the segments' edges
             if self.window_length > 1:
                 ok &= self._window_fits(new)
             if ok.all() and not idx.size:
-                idx = new
+                idx, p = new, p_new
                 break
-            idx = np.concatenate([idx, new[ok]])
+            idx, p = np.concatenate([idx, new[ok]]), np.concatenate([p, p_new[ok]])
             if idx.size >= batch_size:
                 break
         else:  # few transitions can be sampled (short windows): draw the rest uniformly among them
             idx = np.concatenate([idx, super()._sample_indices(batch_size - idx.size)])
-        self._record(idx)
+            p = leaves.take(idx)
+        self._record(idx, p)
         return idx
 
     def _indices_at(self, batch_size: int, batch_idxs: Any) -> np.ndarray:
@@ -1400,8 +1428,9 @@ class PrioritizedMemory(SequentialMemory):
         self._record(idx)
         return idx
 
-    def _record(self, idx: np.ndarray) -> None:
-        p = self.tree.nodes.take(idx + self.tree.capacity)
+    def _record(self, idx: np.ndarray, p: np.ndarray | None = None) -> None:
+        if p is None:
+            p = self.tree.leaves.take(idx)
         low = p.min()
         if low <= 0:  # slots drawn uniformly or by position may have no priority yet
             p = np.where(p > 0, p, p[p > 0].min() if (p > 0).any() else 1.0)
