@@ -1197,32 +1197,66 @@ class SequentialMemory:
         self.rng.bit_generator.state = state["rng_state"]
 
 
+def _tree_kernels(compiled: bool | None):
+    """The compiled sum-tree loops (`rl._tree_kernels`) if numba is there and `compiled` allows them."""
+    if compiled is not None and not isinstance(compiled, bool):
+        raise TypeError(f"`compiled` must be True, False or None. Received: compiled={compiled!r}")
+    if compiled is False:
+        return None
+    try:
+        from rl import _tree_kernels
+    except ImportError as error:
+        if compiled:
+            raise ImportError(
+                'SumTree(compiled=True) needs numba: pip install "keras-rl3[numba]". '
+                f"Received: compiled=True, and importing numba failed with: {error}"
+            ) from error
+        return None
+    return _tree_kernels
+
+
 class SumTree:
-    """A binary tree of non-negative values whose nodes hold the sums of their leaves, in numpy.
+    """A binary tree of non-negative values whose nodes hold the sums of their leaves.
 
     Leaves sit at positions `capacity .. 2 * capacity - 1` of one float64 array (`capacity` is a
     power of two), node `i` has children `2i` and `2i + 1`. The tree is kept from the leaves up to
     level `top` (at most 4096 nodes); above it, the running sums of that level's nodes stand in
     for the upper levels (`running_sums[i]` is what the nodes before node `i` of the top level hold),
     so that a prefix-sum search starts with one binary search over them and then goes down one
-    level at a time. Batches of updates and of searches are vectorised over the batch and cost
-    O(batch_size * log(size) + 4096). A single leaf's update (`set_one`, used once per stored
-    transition) refreshes the running sums when they are next read.
+    level at a time. Batches of updates and of searches cost O(batch_size * log(size) + 4096).
+    A single leaf's update (`set_one`, used once per stored transition) refreshes the running sums
+    when they are next read.
+
+    With numba installed (`pip install "keras-rl3[numba]"`), batches run in compiled loops (for
+    batches of 256 from a million leaves, updates take about a third of numpy's time and searches
+    about two thirds); without it, in numpy. Both give the same bits, so saved memories and seeded
+    runs do not depend on which one ran. The loops are compiled on first use and cached on disk.
 
     Args:
         size: number of leaves, >= 1.
+        compiled: `True` to require the compiled loops, `False` to use numpy, `None` (the default)
+            for the compiled loops when numba can be imported.
+
+    Raises:
+        ImportError: if `compiled=True` and numba cannot be imported.
     """
 
     max_top_level = 12  # the top level kept holds at most 2**12 = 4096 nodes
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, compiled: bool | None = None):
         self.size = check_int("size", size, minimum=1)
+        self._kernels = _tree_kernels(compiled)
         self.capacity = 1 << max(0, (self.size - 1).bit_length())
         self.depth = self.capacity.bit_length() - 1
         self.top = min(self.depth, self.max_top_level)
         self.nodes = np.zeros(2 * self.capacity, dtype=np.float64)  # nodes above level `top` stay 0
         self.running_sums = np.zeros((1 << self.top) + 1, dtype=np.float64)
         self._stale_from = 1 << self.top  # running sums from this top node on need a refresh
+
+    @property
+    def compiled(self) -> bool:
+        """Whether batches run in the compiled loops."""
+        return self._kernels is not None
 
     @property
     def total(self) -> float:
@@ -1235,15 +1269,31 @@ class SumTree:
         return self.nodes[self.capacity : self.capacity + self.size]
 
     def set(self, indices: np.ndarray, values: np.ndarray) -> None:
-        """Sets leaves `indices` to `values` and updates their ancestors (the last write wins on repeats)."""
-        pos = np.asarray(indices, dtype=np.int64) + self.capacity
+        """Sets leaves `indices` to `values` and updates their ancestors (the last write wins on repeats).
+
+        Raises:
+            ValueError: if an index is outside `[0, size)`.
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.size):
+            raise ValueError(f"`indices` must lie in [0, {self.size}). Received: indices={indices!r:.200}")
+        first = 1 << self.top
+        if self._kernels is not None:
+            values = np.asarray(values, dtype=np.float64).reshape(-1)
+            if values.shape != idx.shape:
+                values = np.broadcast_to(values, idx.shape).copy()
+            changed = self._kernels.set_leaves(self.nodes, idx, values, self.capacity, self.depth - self.top)
+            self._stale_from = min(self._stale_from, changed - first)
+            self._fresh_running_sums()
+            return
+        pos = idx + self.capacity
         nodes = self.nodes
         nodes[pos] = values
         for _ in range(self.depth - self.top):
             pos >>= 1
             child = pos << 1
             nodes[pos] = nodes.take(child) + nodes.take(child + 1)
-        first = 1 << self.top
+        self.running_sums[0] = 0.0
         np.cumsum(nodes[first : 2 * first], out=self.running_sums[1:])
         self._stale_from = first
 
@@ -1262,17 +1312,24 @@ class SumTree:
         if start < first:
             # The same additions in the same order as one cumsum of the whole level: the sums do
             # not depend on which leaves were set one at a time.
-            sums = self.running_sums
-            tail = np.concatenate((sums[start : start + 1], self.nodes[first + start : 2 * first]))
-            np.cumsum(tail, out=tail)
-            sums[start + 1 :] = tail[1:]
+            sums, level = self.running_sums, self.nodes[first : 2 * first]
+            if self._kernels is not None:
+                self._kernels.set_running_sums(level, sums, start)
+            else:
+                tail = np.concatenate((sums[start : start + 1], level[start:]))
+                np.cumsum(tail, out=tail)
+                sums[start + 1 :] = tail[1:]
             self._stale_from = first
         return self.running_sums
 
     def find(self, prefix: np.ndarray) -> np.ndarray:
         """The leaf of each prefix sum: the first `i` with `sum(leaves[: i + 1]) > prefix`, `[B]` int64."""
-        nodes, u = self.nodes, np.array(prefix, dtype=np.float64)
         sums, first = self._fresh_running_sums(), 1 << self.top
+        if self._kernels is not None:
+            u = np.ascontiguousarray(prefix, dtype=np.float64).reshape(-1)
+            levels = self.depth - self.top
+            return self._kernels.find(self.nodes, sums, u, self.top, levels, self.capacity, self.size)
+        nodes, u = self.nodes, np.array(prefix, dtype=np.float64).reshape(-1)
         pos = np.minimum(np.searchsorted(sums[1:], u, side="right"), first - 1)
         u -= sums.take(pos)
         pos += first

@@ -1,5 +1,7 @@
 """PrioritizedMemory: the sum tree, priorities, importance weights, persistence, and agents training with it."""
 
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -7,8 +9,14 @@ from agent_builders import build_agent
 from test_dqn import make_agent as make_dqn_agent
 from test_dqn import make_line_env
 
+import rl
 from rl.agents.off_policy import GraphBatch, OffPolicyAgent
 from rl.memory import PrioritizedMemory, SequentialMemory, SumTree
+
+try:
+    import numba
+except ImportError:
+    numba = None
 
 
 def fill(memory, n, episode=5):
@@ -19,10 +27,17 @@ def fill(memory, n, episode=5):
         memory.append(obs, np.array([0.0], np.float32), float(t), end, obs + 1)
 
 
+def tree_kinds():
+    """Both implementations of the sum tree; the compiled one needs numba (in the test extra)."""
+    return [False, pytest.param(True, marks=pytest.mark.skipif(numba is None, reason="numba is not installed"))]
+
+
+@pytest.mark.parametrize("compiled", tree_kinds())
 @pytest.mark.parametrize("size", [37, 5000, 40_000])  # searched in the top level only; then 1 and 4 levels down
-def test_sum_tree_finds_the_prefix_sums_leaf(size):
+def test_sum_tree_finds_the_prefix_sums_leaf(size, compiled):
     rng = np.random.default_rng(0)
-    tree = SumTree(size)  # not a power of two
+    tree = SumTree(size, compiled=compiled)  # not a power of two
+    assert tree.compiled is compiled
     values = rng.random(size) * (rng.random(size) > 0.3)
     tree.set(np.arange(size), values)
     assert tree.total == pytest.approx(values.sum())
@@ -37,6 +52,48 @@ def test_sum_tree_finds_the_prefix_sums_leaf(size):
     np.testing.assert_allclose(tree.total, values.sum())
     u = rng.random(1000) * values.sum()
     np.testing.assert_array_equal(tree.find(u), np.searchsorted(np.cumsum(values), u, side="right"))
+
+
+@pytest.mark.skipif(numba is None, reason="numba is not installed")
+def test_compiled_and_numpy_trees_give_the_same_bits():
+    # A memory saved where numba is installed must load and sample the same where it is not.
+    rng = np.random.default_rng(2)
+    trees = [SumTree(70_000, compiled=False), SumTree(70_000, compiled=True)]
+    for tree in trees:
+        tree.set(np.arange(70_000), rng.random(70_000) if tree is trees[0] else trees[0].leaves.copy())
+    for _ in range(30):
+        idx, values = rng.integers(0, 70_000, 256), rng.exponential(1.0, 256)
+        one, value = int(rng.integers(0, 70_000)), float(rng.random())
+        for tree in trees:
+            tree.set(idx, values)
+            tree.set_one(one, value)
+        u = np.sort(rng.random(256)) * trees[0].total
+        np.testing.assert_array_equal(trees[1].find(u), trees[0].find(u))
+    assert trees[1].total == trees[0].total
+    np.testing.assert_array_equal(trees[1].running_sums, trees[0].running_sums)
+    np.testing.assert_array_equal(trees[1].nodes, trees[0].nodes)
+
+
+@pytest.mark.parametrize("compiled", tree_kinds())
+def test_sum_tree_refuses_bad_arguments(compiled):
+    with pytest.raises(TypeError, match="compiled"):
+        SumTree(10, compiled="yes")
+    tree = SumTree(10, compiled=compiled)
+    tree.set(np.arange(10), np.ones(10))
+    for bad in ([3, 10], [-1, 2]):  # past the end; negative
+        with pytest.raises(ValueError, match=r"`indices` must lie in \[0, 10\)"):
+            tree.set(np.array(bad), np.array([5.0, 5.0]))
+    np.testing.assert_array_equal(tree.leaves, np.ones(10))  # nothing written
+    assert tree.total == 10.0
+
+
+def test_compiled_tree_without_numba_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numba", None)  # importing numba fails
+    monkeypatch.delitem(sys.modules, "rl._tree_kernels", raising=False)
+    monkeypatch.delattr(rl, "_tree_kernels", raising=False)
+    with pytest.raises(ImportError, match=r"keras-rl3\[numba\]"):
+        SumTree(10, compiled=True)
+    assert not SumTree(10).compiled  # the default falls back to numpy
 
 
 def test_sum_tree_single_leaf_updates_match_a_rebuild_exactly():
