@@ -1205,12 +1205,14 @@ def _tree_kernels(compiled: bool | None):
         return None
     try:
         from rl import _tree_kernels
-    except ImportError as error:
+    except Exception as error:  # numba missing, or unusable here (a NumPy it does not support, no cache folder)
         if compiled:
             raise ImportError(
                 'SumTree(compiled=True) needs numba: pip install "keras-rl3[numba]". '
-                f"Received: compiled=True, and importing numba failed with: {error}"
+                f"Received: compiled=True, and loading the compiled loops failed with: {error!r}"
             ) from error
+        if not isinstance(error, ImportError):
+            warnings.warn(f"The sum tree runs in numpy: its compiled loops failed to load ({error!r}).", stacklevel=3)
         return None
     return _tree_kernels
 
@@ -1235,7 +1237,8 @@ class SumTree:
     Args:
         size: number of leaves, >= 1.
         compiled: `True` to require the compiled loops, `False` to use numpy, `None` (the default)
-            for the compiled loops when numba can be imported.
+            for the compiled loops when numba can be imported (with a warning, numpy when numba
+            is there but the loops fail to load).
 
     Raises:
         ImportError: if `compiled=True` and numba cannot be imported.

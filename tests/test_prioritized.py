@@ -1,6 +1,7 @@
 """PrioritizedMemory: the sum tree, priorities, importance weights, persistence, and agents training with it."""
 
 import sys
+import types
 
 import keras
 import numpy as np
@@ -94,6 +95,20 @@ def test_compiled_tree_without_numba_says_what_to_install(monkeypatch):
     with pytest.raises(ImportError, match=r"keras-rl3\[numba\]"):
         SumTree(10, compiled=True)
     assert not SumTree(10).compiled  # the default falls back to numpy
+
+
+def test_compiled_tree_that_fails_to_load_falls_back_with_a_warning(monkeypatch):
+    def no_cache(**_):
+        raise RuntimeError("cannot cache function: no locator available")
+
+    monkeypatch.setitem(sys.modules, "numba", types.SimpleNamespace(njit=no_cache))
+    monkeypatch.delitem(sys.modules, "rl._tree_kernels", raising=False)
+    monkeypatch.delattr(rl, "_tree_kernels", raising=False)
+    with pytest.warns(UserWarning, match="runs in numpy.*no locator"):
+        tree = SumTree(10)
+    assert not tree.compiled
+    with pytest.raises(ImportError, match="no locator"):
+        SumTree(10, compiled=True)
 
 
 def test_sum_tree_single_leaf_updates_match_a_rebuild_exactly():
