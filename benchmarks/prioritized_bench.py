@@ -6,7 +6,8 @@ transition a random priority, then times `sample(256)`, `sample_into(256)` (the 
 and `update_priorities` of 256 transitions (each update on the slots of another earlier draw),
 then the two in turn as a training step calls them, with the uniform memory's `sample(256)`
 beside them. Both sum trees are timed: numpy's, and with numba installed the compiled one
-(`PrioritizedMemory` uses the compiled one when numba can be imported).
+(`PrioritizedMemory` uses the compiled one when numba can be imported), and each tree alone doing
+one training step's work at three sizes.
 Targets: sampling 256 in <= 100 us and updating 256 priorities in <= 100 us.
 
     python benchmarks/prioritized_bench.py
@@ -25,6 +26,7 @@ EPISODE = 200
 OBS_DIM = 3
 BATCH = 256
 POOL = 97  # index batches (and TD errors) cycled through by the update timings
+TREE_SIZES = (2_000, 50_000, 1_000_000)
 
 
 def best_time(fn, repeats: int) -> float:
@@ -54,6 +56,24 @@ def training_cycle(per, s0, s1, rows, tds, repeats: int) -> tuple[float, float]:
             sampling, updating = sampling + drawn - start, updating + clock() - drawn
         best = min(best[0], sampling / repeats * 1e6), min(best[1], updating / repeats * 1e6)
     return best
+
+
+def time_tree_step(tree, rng: np.random.Generator, repeats: int) -> float:
+    """The best mean time (us) of one store, one draw and one update of 256 on `tree`, over 5 rounds."""
+    n = tree.size
+    tree.set(np.arange(n), rng.exponential(1.0, n))
+    draws = [np.sort(rng.random(BATCH)) * tree.total for _ in range(POOL)]
+    slots = [rng.integers(0, n, BATCH) for _ in range(POOL)]
+    values = rng.exponential(1.0, BATCH)
+    turn = iter(range(1 << 62))
+
+    def step():
+        k = next(turn)
+        tree.set_one(k % n, 1.0)
+        tree.find(draws[k % POOL])
+        tree.set(slots[k % POOL], values)
+
+    return best_time(step, repeats)
 
 
 def build(cls, rng: np.random.Generator):
@@ -122,6 +142,14 @@ def main(argv=None) -> dict:
     for name, us in figures.items():
         ratio = us / figures["uniform sample(256)"]
         print(f"{name:<56} {us:8.1f} us   ({ratio:.2f}x uniform sample)")
+    print("the sum tree alone, one training step's work (set_one, find of 256 prefix sums, set of 256 leaves):")
+    for size in TREE_SIZES:
+        line = []
+        for compiled in kinds:
+            us = time_tree_step(SumTree(size, compiled=compiled), np.random.default_rng(2), args.repeats // 4)
+            figures[f"tree step, {size} leaves, {'compiled' if compiled else 'numpy'}"] = us
+            line.append(f"{'compiled' if compiled else 'numpy'} {us:6.1f} us")
+        print(f"  {size:>9} leaves: " + ", ".join(line))
     for kind in ("numpy", "compiled") if len(kinds) == 2 else ("numpy",):
         for name in ("sample(256)", "update_priorities(256)"):
             us = figures[f"prioritized, {kind} tree: {name}"]
