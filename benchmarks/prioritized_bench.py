@@ -27,6 +27,7 @@ OBS_DIM = 3
 BATCH = 256
 POOL = 97  # index batches (and TD errors) cycled through by the update timings
 TREE_SIZES = (2_000, 50_000, 1_000_000)
+KIND = {False: "numpy", True: "compiled"}  # SumTree(compiled=...)
 
 
 def best_time(fn, repeats: int) -> float:
@@ -135,9 +136,8 @@ def main(argv=None) -> dict:
         per.tree = SumTree(per.limit, compiled=compiled)
         per.tree.leaves[:] = leaves
         per.tree.rebuild()
-        kind = "compiled" if compiled else "numpy"
         for name, us in time_prioritized(per, np.random.default_rng(1), args.repeats).items():
-            figures[f"prioritized, {kind} tree: {name}"] = us
+            figures[f"prioritized, {KIND[compiled]} tree: {name}"] = us
     print("cycle: as a training step uses them, sample_into(256) then update_priorities of the drawn slots, in turn")
     for name, us in figures.items():
         ratio = us / figures["uniform sample(256)"]
@@ -147,10 +147,10 @@ def main(argv=None) -> dict:
         line = []
         for compiled in kinds:
             us = time_tree_step(SumTree(size, compiled=compiled), np.random.default_rng(2), args.repeats // 4)
-            figures[f"tree step, {size} leaves, {'compiled' if compiled else 'numpy'}"] = us
-            line.append(f"{'compiled' if compiled else 'numpy'} {us:6.1f} us")
+            figures[f"tree step, {size} leaves, {KIND[compiled]}"] = us
+            line.append(f"{KIND[compiled]} {us:6.1f} us")
         print(f"  {size:>9} leaves: " + ", ".join(line))
-    for kind in ("numpy", "compiled") if len(kinds) == 2 else ("numpy",):
+    for kind in map(KIND.get, kinds):
         for name in ("sample(256)", "update_priorities(256)"):
             us = figures[f"prioritized, {kind} tree: {name}"]
             print(f"target {kind} tree {name} <= 100 us: {'met' if us <= 100 else 'NOT met'}")

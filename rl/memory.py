@@ -1280,25 +1280,24 @@ class SumTree:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.size):
             raise ValueError(f"`indices` must lie in [0, {self.size}). Received: indices={indices!r:.200}")
-        first = 1 << self.top
+        if not idx.size:
+            return
         if self._kernels is not None:
             values = np.asarray(values, dtype=np.float64).reshape(-1)
             if values.shape != idx.shape:
                 values = np.broadcast_to(values, idx.shape).copy()
             changed = self._kernels.set_leaves(self.nodes, idx, values, self.capacity, self.depth - self.top)
-            self._stale_from = min(self._stale_from, changed - first)
-            self._fresh_running_sums()
-            return
-        pos = idx + self.capacity
-        nodes = self.nodes
-        nodes[pos] = values
-        for _ in range(self.depth - self.top):
-            pos >>= 1
-            child = pos << 1
-            nodes[pos] = nodes.take(child) + nodes.take(child + 1)
-        self.running_sums[0] = 0.0
-        np.cumsum(nodes[first : 2 * first], out=self.running_sums[1:])
-        self._stale_from = first
+        else:
+            pos = idx + self.capacity
+            nodes = self.nodes
+            nodes[pos] = values
+            for _ in range(self.depth - self.top):
+                pos >>= 1
+                child = pos << 1
+                nodes[pos] = nodes.take(child) + nodes.take(child + 1)
+            changed = int(pos.min())
+        self._stale_from = min(self._stale_from, changed - (1 << self.top))
+        self._fresh_running_sums()
 
     def set_one(self, index: int, value: float) -> None:
         """Sets one leaf (a scalar path, faster than `set` for a single index)."""
