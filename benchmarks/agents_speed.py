@@ -18,7 +18,9 @@ The full benchmark (20 000 steps, 3 alternating pairs, all three algorithms; ~1 
     python benchmarks/agents_speed.py --algo ddpg td3 sac --setting keras-rl --vs sb3
 
 each also with `--threads 1` (one TensorFlow intra-op thread and one torch thread) or
-`--threads 1 --sb3-threads 0` (ours one thread, torch its default). One algorithm, ours alone:
+`--threads 1 --sb3-threads 0` (ours one thread, torch its default), or `--pin 0` (every timed
+process, both libraries', on core 0 alone: on small virtual machines the hand-offs between a
+library's threads cost less on one core, see benchmarks/call_overhead.py). One algorithm, ours alone:
 `python benchmarks/agents_speed.py --algo td3 --setting large`. A smoke test:
 `python benchmarks/agents_speed.py --algo ddpg td3 sac --steps 1500 --seeds 0 --vs sb3`.
 
@@ -274,6 +276,8 @@ def run_sb3(algo: str, setting: dict, steps: int, seed: int, every: int, jit: st
 
 # ------------------------------------------------------------------ the driver
 def worker(args: argparse.Namespace) -> None:
+    if args.pin is not None:  # before any library starts its threads: they inherit the mask
+        os.sched_setaffinity(0, {args.pin})
     if args.worker == "ours" and args.threads:
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(args.threads)
     if args.worker == "sb3" and args.sb3_threads:
@@ -291,6 +295,8 @@ def spawn(lib: str, algo: str, args: argparse.Namespace, seed: int) -> dict:
     cmd += ["--setting", args.setting, "--steps", str(args.steps), "--jit", args.jit]
     cmd += ["--threads", str(args.threads), "--sb3-threads", str(args.sb3_threads)]
     cmd += ["--gradient-steps", str(args.gradient_steps)]
+    if args.pin is not None:
+        cmd += ["--pin", str(args.pin)]
     return run_worker(os.path.abspath(__file__), cmd, f"{lib} {algo}")
 
 
@@ -326,7 +332,7 @@ def describe_settings(args: argparse.Namespace) -> list[str]:
     lines = [
         f"setting={args.setting} {setting} steps={args.steps} seeds={args.seeds} "
         f"threads={args.threads or 'default'} sb3_threads={args.sb3_threads or 'default'} jit={args.jit} "
-        f"gradient_steps={args.gradient_steps} {COMMON}",
+        f"gradient_steps={args.gradient_steps} pin={'none' if args.pin is None else f'core {args.pin}'} {COMMON}",
     ]
     noise = {
         "ddpg": f"ddpg: Ornstein-Uhlenbeck noise {OU_NOISE} in env action units (SB3: sigma / half-width)",
@@ -355,6 +361,13 @@ def main() -> None:
         type=int,
         default=None,
         help="torch threads for SB3 (default: same as --threads; 0: torch's default)",
+    )
+    parser.add_argument(
+        "--pin",
+        type=int,
+        default=None,
+        metavar="CORE",
+        help="run every timed process, both libraries', on this one core only (what `taskset -c CORE` does)",
     )
     parser.add_argument("--jit", choices=["auto", "on", "off"], default="auto", help="our agent's jit_compile")
     parser.add_argument(
