@@ -18,9 +18,10 @@ The full benchmark (20 000 steps, 3 alternating pairs, all three algorithms; ~1 
     python benchmarks/agents_speed.py --algo ddpg td3 sac --setting keras-rl --vs sb3
 
 each also with `--threads 1` (one TensorFlow intra-op thread and one torch thread) or
-`--threads 1 --sb3-threads 0` (ours one thread, torch its default), or `--pin 0` (every timed
-process, both libraries', on core 0 alone: on small virtual machines the hand-offs between a
-library's threads cost less on one core, see benchmarks/call_overhead.py). One algorithm, ours alone:
+`--threads 1 --sb3-threads 0` (ours one thread, torch its default), or `--threads 1 --pin 0`
+(every timed process, both libraries', on core 0 alone: on small virtual machines the hand-offs
+between a library's threads cost less on one core, see benchmarks/call_overhead.py; pin with one
+thread, as two threads on one core only take turns). One algorithm, ours alone:
 `python benchmarks/agents_speed.py --algo td3 --setting large`. A smoke test:
 `python benchmarks/agents_speed.py --algo ddpg td3 sac --steps 1500 --seeds 0 --vs sb3`.
 
@@ -382,6 +383,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.sb3_threads is None:
         args.sb3_threads = args.threads
+    if args.pin is not None and args.pin not in os.sched_getaffinity(0):
+        parser.error(
+            f"--pin must be a core this process may run on {sorted(os.sched_getaffinity(0))}. "
+            f"Received: --pin {args.pin}"
+        )
     if args.worker:
         worker(args)
         return
