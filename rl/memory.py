@@ -1226,8 +1226,8 @@ class SumTree:
     for the upper levels (`running_sums[i]` is what the nodes before node `i` of the top level hold),
     so that a prefix-sum search starts with one binary search over them and then goes down one
     level at a time. Batches of updates and of searches cost O(batch_size * log(size) + 4096).
-    A single leaf's update (`set_one`, used once per stored transition) refreshes the running sums
-    when they are next read.
+    `set` refreshes the running sums at once; a single leaf's update (`set_one`, used once per
+    stored transition) when they are next read.
 
     With numba installed (`pip install "keras-rl3[numba]"`), batches run in compiled loops (for
     batches of 256 from a million leaves, updates take about a third of numpy's time and searches
@@ -1253,13 +1253,18 @@ class SumTree:
         self.depth = self.capacity.bit_length() - 1
         self.top = min(self.depth, self.max_top_level)
         self.nodes = np.zeros(2 * self.capacity, dtype=np.float64)  # nodes above level `top` stay 0
-        self.running_sums = np.zeros((1 << self.top) + 1, dtype=np.float64)
+        self._running_sums = np.zeros((1 << self.top) + 1, dtype=np.float64)
         self._stale_from = 1 << self.top  # running sums from this top node on need a refresh
 
     @property
     def compiled(self) -> bool:
         """Whether batches run in the compiled loops."""
         return self._kernels is not None
+
+    @property
+    def running_sums(self) -> np.ndarray:
+        """The running sums of the top level's nodes, `[2**top + 1]` (brought up to date first)."""
+        return self._fresh_running_sums()
 
     @property
     def total(self) -> float:
@@ -1297,7 +1302,7 @@ class SumTree:
                 nodes[pos] = nodes.take(child) + nodes.take(child + 1)
             changed = int(pos.min())
         self._stale_from = min(self._stale_from, changed - (1 << self.top))
-        self._fresh_running_sums()
+        self._fresh_running_sums()  # here, so that an update's cost is paid by the update
 
     def set_one(self, index: int, value: float) -> None:
         """Sets one leaf (a scalar path, faster than `set` for a single index)."""
@@ -1314,7 +1319,7 @@ class SumTree:
         if start < first:
             # The same additions in the same order as one cumsum of the whole level: the sums do
             # not depend on which leaves were set one at a time.
-            sums, level = self.running_sums, self.nodes[first : 2 * first]
+            sums, level = self._running_sums, self.nodes[first : 2 * first]
             if self._kernels is not None:
                 self._kernels.set_running_sums(level, sums, start)
             else:
@@ -1322,7 +1327,7 @@ class SumTree:
                 np.cumsum(tail, out=tail)
                 sums[start + 1 :] = tail[1:]
             self._stale_from = first
-        return self.running_sums
+        return self._running_sums
 
     def find(self, prefix: np.ndarray) -> np.ndarray:
         """The leaf of each prefix sum: the first `i` with `sum(leaves[: i + 1]) > prefix`, `[B]` int64."""

@@ -120,6 +120,8 @@ def test_sum_tree_single_leaf_updates_match_a_rebuild_exactly():
     tree.set(np.arange(300_000), rng.random(300_000))
     for i in rng.integers(0, 300_000, 50):
         tree.set_one(int(i), float(rng.random()))
+    top = tree.nodes[1 << tree.top : 2 << tree.top]  # read straight after single updates: brought up to date
+    np.testing.assert_array_equal(tree.running_sums, np.concatenate(([0.0], np.cumsum(top))))
     u = rng.random(256) * tree.total
     found, total = tree.find(u), tree.total
     other = SumTree(300_000)
