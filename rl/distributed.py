@@ -98,6 +98,7 @@ class ActingPolicy:
         self.low, self.high = agent._low, agent._high
         self.input_shapes = [tuple(s) for s in agent._input_shapes]
         self._seed_key = 0
+        self._rng = np.random.default_rng(0)  # uniform random actions (`nb_steps_random`)
         self._built: Any = None  # (model, {training: act function}, window), built on first use
 
     def __getstate__(self) -> dict:
@@ -111,11 +112,12 @@ class ActingPolicy:
         Args:
             seed: an int or a sequence of ints (e.g. `[run_seed, worker_index]`).
         """
-        seeds = np.random.SeedSequence(seed).generate_state(2)
+        seeds = np.random.SeedSequence(seed).generate_state(3)
         noise = self.random_process
         if noise is not None and isinstance(getattr(noise, "rng", None), np.random.Generator):
             noise.rng = np.random.default_rng(int(seeds[0]))
         self._seed_key = int(seeds[1] % (2**31 - 1))
+        self._rng = np.random.default_rng(int(seeds[2]))
         if self._built is not None:
             self._built[3].set_state(np.array([self._seed_key, 0], np.int64))
 
@@ -165,22 +167,34 @@ class ActingPolicy:
         self._built = (model, (functions, build, fields), ObservationWindow(self.window_length), stream, net)
         return self._built
 
-    def act(self, observation: Any, training: bool = True) -> np.ndarray:
+    def act(self, observation: Any, training: bool = True, at_random: bool = False) -> np.ndarray:
         """Returns the action for `observation`, as the agent's `forward` does.
 
         Args:
             observation: the (processed) observation.
             training: explore (noise, or the policy's samples for SAC) as inside `fit`; `False`
                 acts as `test` does. Defaults to `True`.
+            at_random: draw the action uniformly within the action space's bounds instead, as the
+                agent's first `nb_steps_random` steps do. Defaults to `False`.
 
         Returns:
             The action, float32 `[A]`, clipped to the action space's bounds when they are finite.
+
+        Raises:
+            ValueError: if `at_random` is set and the action space has no finite bounds.
         """
         from rl.engine import Signature
 
         built = self._built or self._build()
-        functions, build, fields = built[1]
         state = built[2].push(observation)[None]  # [1, W, *obs]
+        if at_random:
+            if self.low is None:
+                raise ValueError(
+                    "Random actions are drawn within the action space's bounds, which this policy does not have "
+                    f"(unbounded, or mapped by a Processor). Received: at_random={at_random!r}"
+                )
+            return self._rng.uniform(self.low, self.high).astype(np.float32)
+        functions, build, fields = built[1]
         if self.processor is not None:
             parts = self.processor.process_state_batch(state)
             parts = list(parts) if isinstance(parts, (list, tuple)) else [parts]
@@ -350,7 +364,9 @@ class RolloutWorker:
         self._episode_step = 0
         return np.array(observation, copy=True)
 
-    def sample(self, nb_steps: int, weights: list[np.ndarray] | None = None, version: int = -1) -> TransitionBatch:
+    def sample(
+        self, nb_steps: int, weights: list[np.ndarray] | None = None, version: int = -1, nb_random: int = 0
+    ) -> TransitionBatch:
         """Takes `nb_steps` environment steps with exploration and returns them.
 
         Args:
@@ -358,6 +374,8 @@ class RolloutWorker:
             weights: new acting weights to load first, or `None` to keep the current ones.
                 Defaults to `None`.
             version: the version of `weights`. Defaults to `-1`.
+            nb_random: the first this many of the steps act uniformly at random (the agent's
+                `nb_steps_random`, counted over all workers by the learner). Defaults to `0`.
 
         Returns:
             A `TransitionBatch` of `nb_steps` transitions.
@@ -376,11 +394,11 @@ class RolloutWorker:
                 low, high = space.low, space.high
         continues = self._observation is not None
         obs0, actions, rewards, terminals, truncations, obs1 = [], [], [], [], [], []
-        for _ in range(nb_steps):
+        for i in range(nb_steps):
             if self._observation is None:
                 self._observation = self._reset()
             observation = self._observation
-            action = self.policy.act(observation, training=True)
+            action = self.policy.act(observation, training=True, at_random=i < nb_random)
             if not np.all(np.isfinite(action)):
                 raise ValueError(
                     f"The acting policy returned a non-finite action on worker {self.index}. "
@@ -439,21 +457,21 @@ class _InProcessPool:
         self.make_worker = make_worker
         self.generation = [0] * num_workers
         self.workers: list[RolloutWorker | None] = [make_worker(i, 0) for i in range(num_workers)]
-        self.pending: list[tuple[int, int, Any, int]] = []
+        self.pending: list[tuple[int, int, Any, int, int]] = []
 
     def put_weights(self, weights: list[np.ndarray]) -> Any:
         return weights
 
-    def submit(self, index: int, nb_steps: int, weights: Any, version: int) -> None:
-        self.pending.append((index, nb_steps, weights, version))
+    def submit(self, index: int, nb_steps: int, weights: Any, version: int, nb_random: int) -> None:
+        self.pending.append((index, nb_steps, weights, version, nb_random))
 
     def wait(self, all_pending: bool) -> list[tuple[int, Any]]:
         requests = self.pending if all_pending else self.pending[:1]
         self.pending = self.pending[len(requests) :]
         out = []
-        for index, nb_steps, weights, version in requests:
+        for index, nb_steps, weights, version, nb_random in requests:
             try:
-                out.append((index, self.workers[index].sample(nb_steps, weights, version)))
+                out.append((index, self.workers[index].sample(nb_steps, weights, version, nb_random)))
             except Exception as e:  # noqa: BLE001 - a failing environment is a worker fault
                 out.append((index, e))
         return out
@@ -493,8 +511,8 @@ class _RayPool:
     def put_weights(self, weights: list[np.ndarray]) -> Any:
         return self.ray.put(weights)  # once per sync; every worker reads the same object
 
-    def submit(self, index: int, nb_steps: int, weights: Any, version: int) -> None:
-        ref = self.actors[index].sample.remote(nb_steps, weights, version)
+    def submit(self, index: int, nb_steps: int, weights: Any, version: int, nb_random: int) -> None:
+        ref = self.actors[index].sample.remote(nb_steps, weights, version, nb_random)
         self.pending[ref] = index
 
     def wait(self, all_pending: bool) -> list[tuple[int, Any]]:
@@ -750,6 +768,8 @@ def fit(
         if agent.processor is not None:
             observation = agent.processor.process_observation(observation)
         agent._setup_inputs(observation)
+    if agent.step < agent.nb_steps_random:
+        agent.random_actions(0)  # raises, naming nb_steps_random, when there are no bounds to draw from
     policy = ActingPolicy(agent)
 
     started_ray = False
@@ -824,7 +844,10 @@ class _Learner:
         if n <= 0:
             return False
         fresh = self.worker_version[index] != self.version
-        self.pool.submit(index, n, self.weights if fresh else None, self.version)
+        # Steps are numbered in the order they are asked for: those before nb_steps_random act at random.
+        first = self.agent.step + sum(self.outstanding) + self.unstored
+        nb_random = min(n, max(0, self.agent.nb_steps_random - first))
+        self.pool.submit(index, n, self.weights if fresh else None, self.version, nb_random)
         self.worker_version[index] = self.version
         self.outstanding[index] += n
         return True

@@ -98,3 +98,63 @@ def test_save_and_load_weights_by_role(kind, tmp_path):
     for target, source in other.targets.items():
         for t, s in zip(other.models[target].get_weights(), other.models[source].get_weights()):
             np.testing.assert_array_equal(t, s)
+
+
+def _test_mode_actions(agent, observations):
+    """The agent's noise-free actions for `observations` `[N, *obs]`, its networks unchanged."""
+    agent.training = False
+    actions = np.stack([agent.forward(o) for o in observations])
+    agent.reset_states()
+    return actions
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_first_nb_steps_random_act_uniformly_then_the_policy_acts(kind):
+    """No training (warm-up 1000): the networks stay as built, so the policy's actions are known."""
+
+    def run(seed):
+        env = CountingEnv(terminate_at=25, obs_dim=1)
+        agent = build_agent(kind, env, seed=seed, warmup=1000, nb_steps_random=40, random_process=None)
+        agent.fit(env, nb_steps=60, verbose=0, seed=seed)
+        return agent, agent.memory.to_arrays()
+
+    agent, data = run(1)
+    assert agent.get_config()["nb_steps_random"] == 40
+    drawn, policy = data["actions"][:40, 0], _test_mode_actions(agent, data["observations"])[:, 0]
+    assert np.all((drawn >= -2.0) & (drawn <= 2.0))
+    assert np.std(drawn) > 0.9  # uniform on [-2, 2]: 1.15
+    assert np.all(np.abs(drawn - policy[:40]) > 1e-4)
+    if kind != "sac":  # SAC samples its policy while training; DDPG and TD3 act with the actor (no noise here)
+        np.testing.assert_allclose(data["actions"][40:, 0], policy[40:], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(run(1)[1]["actions"], data["actions"])  # seeded by fit(seed=...)
+    assert not np.array_equal(run(2)[1]["actions"][:40], data["actions"][:40])
+
+
+def test_random_steps_need_bounds_to_draw_from():
+    from rl.core import Processor
+
+    class Doubling(Processor):
+        def process_action(self, action):
+            return 2.0 * action
+
+    env = CountingEnv(terminate_at=10)
+    agent = build_agent("ddpg", env, nb_steps_random=5, processor=Doubling())
+    with pytest.raises(ValueError, match="nb_steps_random=5"):
+        agent.fit(env, nb_steps=10, verbose=0)
+    with pytest.raises(ValueError, match="nb_steps_random=-1"):
+        build_agent("ddpg", env, nb_steps_random=-1)
+
+
+@pytest.mark.parametrize("kind", ["ddpg", "sac"])
+def test_a_run_resumed_inside_the_random_steps_continues_as_the_uninterrupted_one(kind, tmp_path):
+    env = CountingEnv(terminate_at=20, obs_dim=1)
+    agent = build_agent(kind, env, seed=3, nb_steps_random=50)
+    agent.fit(env, nb_steps=40, verbose=0, seed=3)
+    agent.save_checkpoint(tmp_path / "ckpt", env=env)
+    straight = agent.fit(env, nb_steps=40, verbose=0)
+    env2 = CountingEnv(terminate_at=20, obs_dim=1)
+    resumed = build_agent(kind, env2, seed=99, nb_steps_random=50)
+    resumed.load_checkpoint(tmp_path / "ckpt", env=env2)
+    again = resumed.fit(env2, nb_steps=40, verbose=0)
+    np.testing.assert_array_equal(resumed.memory.to_arrays()["actions"], agent.memory.to_arrays()["actions"])
+    np.testing.assert_allclose(again.history["episode_reward"], straight.history["episode_reward"], rtol=1e-5)

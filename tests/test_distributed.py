@@ -175,6 +175,35 @@ def test_acting_policy_acts_as_the_agent(kind):
     np.testing.assert_allclose(policy.act(obs, training=False), agent.forward(obs), rtol=1e-5, atol=1e-6)
 
 
+def test_steps_before_nb_steps_random_act_at_random_on_every_worker():
+    """Steps are numbered over all workers in the order they are asked for; the first nb_steps_random
+    draw uniformly within the bounds, the rest act with the policy."""
+    agent = build_agent("ddpg", TickEnv(), nb_steps_random=12, random_process=None)
+    agent.warmup = {group: 1000 for group in agent.warmup}  # no training: the actor stays as built
+    rd.fit(agent, env_fn(time_limit=7), nb_steps=30, num_workers=2, steps_per_sample=5, backend="inprocess", seed=0,
+           verbose=0)  # fmt: skip
+    data = agent.memory.to_arrays()
+    np.testing.assert_array_equal(data["actions"][:, 0], data["rewards"])  # TickEnv's reward is the action
+    agent.training = False
+    policy = np.stack([agent.forward(obs) for obs in data["observations"]])[:, 0]
+    drawn = np.abs(data["actions"][:, 0] - policy) > 1e-4
+    assert drawn.tolist() == [True] * 12 + [False] * 18
+    assert np.all(np.abs(data["actions"]) <= 2.0) and np.ptp(data["actions"][:12]) > 1.0
+
+
+def test_nb_steps_random_without_bounds_is_refused_before_any_worker_starts():
+    from rl.core import Processor
+
+    class Doubling(Processor):
+        def process_action(self, action):
+            return 2.0 * action
+
+    agent = build_agent("ddpg", TickEnv(), nb_steps_random=5, processor=Doubling())
+    with pytest.raises(ValueError, match="nb_steps_random=5"):
+        rd.fit(agent, env_fn(), nb_steps=10, num_workers=1, backend="inprocess", verbose=0)
+    assert agent.step == 0
+
+
 def test_inprocess_worker_whose_env_raises_is_restarted(tmp_path):
     agent = build_agent("ddpg", TickEnv())
     fn = env_fn(time_limit=6, faults=[("raise", str(tmp_path / "raised"), 4)])

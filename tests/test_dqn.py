@@ -447,3 +447,16 @@ def test_full_examples_reach_195(example, tmp_path):
         **({} if example == "dqn_cartpole" else {"make": module.make_agent, "name": "duel_dqn", "dueling": True}),
     )
     assert mean_return >= 195
+
+
+def test_the_first_nb_steps_random_draw_actions_uniformly_then_the_policy_acts():
+    env = make_line_env(length=50, time_limit=200)
+    agent = make_agent(env, nb_steps_random=60, nb_steps_warmup=1000, policy=GreedyQPolicy())
+    agent.fit(env, nb_steps=100, verbose=0, seed=0)
+    data = agent.memory.to_arrays()
+    greedy = agent.compute_batch_q_values(data["observations"][:, None]).argmax(axis=1)
+    actions = data["actions"].astype(int)
+    assert set(actions[:60]) == {0, 1} and 0.3 < np.mean(actions[:60]) < 0.7  # uniform over 2 actions
+    assert np.mean(actions[:60] == greedy[:60]) < 0.8
+    np.testing.assert_array_equal(actions[60:], greedy[60:])
+    assert agent.get_config()["nb_steps_random"] == 60

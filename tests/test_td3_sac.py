@@ -102,6 +102,8 @@ BAD = [
     (_sac, {"target_entropy": "high"}, ValueError, "target_entropy='high'"),
     (_sac, {"log_std_bounds": (2.0, -2.0)}, ValueError, "log_std_bounds"),
     (_sac, {"nb_steps_warmup": -1}, ValueError, "nb_steps_warmup=-1"),
+    (_sac, {"nb_steps_random": -5}, ValueError, "nb_steps_random=-5"),
+    (_td3, {"nb_steps_random": 1.5}, TypeError, "nb_steps_random=1.5"),
 ]
 
 

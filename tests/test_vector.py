@@ -213,3 +213,16 @@ def test_vectorized_ddpg_learns_pendulum(tmp_path):
     argv = ["--envs", "4", "--seed", "0", "--verbose", "0", "--weights", str(tmp_path / "w_{}.h5f")]
     mean_return = pendulum_main(argv)
     assert mean_return >= -200.0
+
+
+def test_rows_before_nb_steps_random_act_at_random():
+    """Rows are the environment steps step, ..., step + n - 1: those before nb_steps_random draw uniformly."""
+    env = vector_env(AutoresetMode.SAME_STEP)
+    agent = ddpg(env, nb_steps_random=7, random_process=None)
+    agent.warmup = {group: 1000 for group in agent.warmup}  # no training: the actor stays as built
+    agent.fit(env, nb_steps=12, verbose=0, seed=0)
+    data = agent.memory.to_arrays()
+    agent.training = False
+    policy = agent.forward_batch(data["observations"])[:, 0]
+    drawn = np.abs(data["actions"][:, 0] - policy) > 1e-4
+    assert drawn.tolist() == [True] * 7 + [False] * 5

@@ -65,6 +65,10 @@ class DDPGAgent(ActorCriticAgent):
             steps). Acting alone never uses XLA. Defaults to `"auto"`.
         gradient_steps: gradient steps per training call, each on its own batch (as
             Stable-Baselines3's `gradient_steps`); metrics are their mean. Defaults to `1`.
+        nb_steps_random: the first this many training steps act uniformly at random within
+            the action space's bounds instead of with the actor and `random_process` (as
+            Stable-Baselines3 does during `learning_starts`); usually the warm-up length.
+            Defaults to `0`.
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and the value received,
@@ -105,6 +109,7 @@ class DDPGAgent(ActorCriticAgent):
         processor: Processor | None = None,
         jit_compile: bool | str = "auto",
         gradient_steps: int = 1,
+        nb_steps_random: int = 0,
         **kwargs: Any,
     ):
         super().__init__(
@@ -127,6 +132,7 @@ class DDPGAgent(ActorCriticAgent):
             processor=processor,
             jit_compile=jit_compile,
             custom_model_objects=custom_model_objects,
+            nb_steps_random=nb_steps_random,
             **kwargs,
         )
         self.delta_clip = resolve_delta_clip(delta_clip, delta_range)

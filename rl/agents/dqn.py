@@ -132,6 +132,8 @@ class DQNAgent(ValueBasedAgent):
         jit_compile: compile the training step with XLA: `True`, `False` or `"auto"` (see
             `rl.engine.DeepAgent`). Defaults to `"auto"`.
         gradient_steps: gradient steps per training call, each on its own batch. Defaults to `1`.
+        nb_steps_random: the first this many training steps take actions drawn uniformly from
+            `[0, nb_actions)` instead of `policy`'s; usually `nb_steps_warmup`. Defaults to `0`.
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and the value received,
@@ -174,6 +176,7 @@ class DQNAgent(ValueBasedAgent):
         processor: Processor | None = None,
         jit_compile: bool | str = "auto",
         gradient_steps: int = 1,
+        nb_steps_random: int = 0,
     ):
         if memory is None:
             raise TypeError(
@@ -203,6 +206,7 @@ class DQNAgent(ValueBasedAgent):
             processor=processor,
             jit_compile=jit_compile,
             custom_model_objects={"DuelingCombine": DuelingCombine, **(custom_model_objects or {})},
+            nb_steps_random=nb_steps_random,
         )
         self.enable_double_dqn = enable_double_dqn
         self.enable_dueling_network = enable_dueling_network

@@ -82,6 +82,9 @@ class NAFAgent(OffPolicyAgent):
             `rl.engine.DeepAgent`). Acting alone never uses XLA. Defaults to `"auto"`.
         gradient_steps: gradient steps per training call, each on its own batch; metrics are
             their mean. Defaults to `1`.
+        nb_steps_random: the first this many training steps act uniformly at random within the
+            action space's bounds instead of with `mu` and `random_process`; usually
+            `nb_steps_warmup`. Defaults to `0`.
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and the value received,
@@ -125,6 +128,7 @@ class NAFAgent(OffPolicyAgent):
         processor: Processor | None = None,
         jit_compile: bool | str = "auto",
         gradient_steps: int = 1,
+        nb_steps_random: int = 0,
     ):
         for name, model in (("V_model", V_model), ("L_model", L_model), ("mu_model", mu_model)):
             if not isinstance(model, keras.Model):
@@ -153,6 +157,7 @@ class NAFAgent(OffPolicyAgent):
             processor=processor,
             jit_compile=jit_compile,
             custom_model_objects=custom_model_objects,
+            nb_steps_random=nb_steps_random,
         )
         self.covariance_mode = covariance_mode
         self.delta_clip = resolve_delta_clip(delta_clip, delta_range)

@@ -103,6 +103,9 @@ class OffPolicyAgent(DeepAgent):
             copy every `int(target_model_update)` steps.
         gradient_steps: gradient steps per training call, each on its own batch.
         random_process: exploration noise added to actions while training, or `None`.
+        nb_steps_random: the first this many training steps act uniformly at random (see
+            `random_actions`) instead of with the policy, to fill the memory with varied
+            experience before training starts.
         processor, jit_compile, custom_model_objects: see `rl.engine.DeepAgent`.
     """
 
@@ -131,6 +134,7 @@ class OffPolicyAgent(DeepAgent):
         processor: Processor | None = None,
         jit_compile: bool | str = "auto",
         custom_model_objects: dict | None = None,
+        nb_steps_random: int = 0,
     ):
         super().__init__(processor=processor, jit_compile=jit_compile, custom_model_objects=custom_model_objects)
         self.nb_actions = check_int("nb_actions", nb_actions, minimum=1)
@@ -166,6 +170,7 @@ class OffPolicyAgent(DeepAgent):
                     f"Received: random_process.size={size}"
                 )
         self.random_process = random_process
+        self.nb_steps_random = check_int("nb_steps_random", nb_steps_random, minimum=0)
         if getattr(memory, "n_step", 1) > 1:
             if getattr(memory, "gamma", None) is None:
                 memory.gamma = self.gamma  # the n-step sums discount as the agent does
@@ -266,6 +271,7 @@ class OffPolicyAgent(DeepAgent):
             "gradient_steps": self.gradient_steps,
             "memory_interval": self.memory_interval,
             "target_model_update": self.target_model_update,
+            "nb_steps_random": self.nb_steps_random,
             "jit_compile": self._jit_setting,
             **{role: self.models[role].name for role in self.weights_roles},
         }
@@ -494,6 +500,7 @@ class OffPolicyAgent(DeepAgent):
             self._pull() if self.training else self._push()
         state = self._window.push(observation)  # [W, *obs]
         scheduled = self._scheduled if self.training else None
+        at_random = self.training and self.step < self.nb_steps_random
         if scheduled is not None:
             self._scheduled = None  # cleared first: an interrupt can never run this call twice
             flat = self._pack_training_inputs(state, bool(scheduled.groups), first_parts, n_updates=scheduled.updates)
@@ -502,13 +509,13 @@ class OffPolicyAgent(DeepAgent):
             action = out[: self.nb_actions]
             if scheduled.groups:
                 self._last_metrics = out[self.nb_actions :]
-        else:
+        elif not at_random:
             parts = first_parts if first_parts is not None else self._process_states(state[None])
             flat = np.concatenate([p.reshape(-1) for p in parts], dtype=np.float32)
             action = self.call_compiled(
                 "act", self.training, lambda: self._act_function(self.training), flat, may_use_xla=False
             )
-        action = self._finish_action(action)
+        action = self.random_actions(1)[0] if at_random else self._finish_action(action)
         self.recent_observation = observation
         self.recent_action = action
         return action
@@ -525,6 +532,25 @@ class OffPolicyAgent(DeepAgent):
         if known.any():
             self.memory.update_priorities(idx[known], td[known])
         return out
+
+    def random_actions(self, n: int) -> np.ndarray:
+        """`n` actions drawn uniformly at random, as the first `nb_steps_random` training steps take them.
+
+        Continuous actions are uniform within the action space's bounds, `[n, nb_actions]`;
+        value-based agents draw integer actions in `[0, nb_actions)`, `[n]`. The draws come
+        from the agent's generator, which `fit(seed=...)` seeds and checkpoints save.
+
+        Raises:
+            ValueError: if the action space has no finite bounds on the agent's side (unbounded,
+                or a `Processor` maps the agent's actions), so there is no range to draw from.
+        """
+        if self._low is None:
+            raise ValueError(
+                "`nb_steps_random` draws actions uniformly within the action space's bounds, so it needs a "
+                "bounded gymnasium.spaces.Box that no Processor.process_action maps. "
+                f"Received: nb_steps_random={self.nb_steps_random}"
+            )
+        return self._rng.uniform(self._low, self._high, size=(n, self.nb_actions)).astype(np.float32)
 
     def _finish_action(self, output: np.ndarray) -> Any:
         """Subclass hook: the action taken, from the compiled call's output (`act_graph`'s first row).
@@ -682,6 +708,10 @@ class OffPolicyAgent(DeepAgent):
                 "act", (self.training, n), lambda: self._act_function(self.training, n), flat, may_use_xla=False
             )
         actions = self._finish_actions(out.reshape(n, width), noise)
+        k = min(n, self.nb_steps_random - self.step) if self.training else 0
+        if k > 0:  # rows are the steps `step, ..., step + n - 1`: those before nb_steps_random act at random
+            actions = np.array(actions)
+            actions[:k] = self.random_actions(k)
         self.recent_observations, self.recent_actions = observations, actions
         return actions
 

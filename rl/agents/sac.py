@@ -64,6 +64,9 @@ class SACAgent(ActorCriticAgent):
         memory_interval, gradient_steps, processor, jit_compile, custom_model_objects,
             random_process: as for `DDPGAgent` (`random_process` adds noise on top of the
             samples; usually `None`).
+        nb_steps_random: the first this many training steps act uniformly at random within
+            the action space's bounds instead of sampling the policy (as Stable-Baselines3 does
+            during `learning_starts`); usually `nb_steps_warmup`. Defaults to `0`.
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and the value received.
@@ -103,6 +106,7 @@ class SACAgent(ActorCriticAgent):
         jit_compile: bool | str = "auto",
         custom_model_objects: dict | None = None,
         random_process: Any = None,
+        nb_steps_random: int = 0,
     ):
         nb_actions = check_int("nb_actions", nb_actions, minimum=1)
         self.learn_ent_coef, initial = _parse_ent_coef(ent_coef)
@@ -142,6 +146,7 @@ class SACAgent(ActorCriticAgent):
             processor=processor,
             jit_compile=jit_compile,
             custom_model_objects=custom_model_objects,
+            nb_steps_random=nb_steps_random,
         )
         self.nb_steps_warmup = nb_steps_warmup
         self.log_ent_coef = self.add_parameter("log_ent_coef", math.log(initial))

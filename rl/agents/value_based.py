@@ -183,6 +183,10 @@ class ValueBasedAgent(QPolicyMixin, OffPolicyAgent):
     def _finish_action(self, output: np.ndarray) -> int:
         return self.select_action(output)
 
+    def random_actions(self, n: int) -> np.ndarray:
+        """`n` integer actions drawn uniformly from `[0, nb_actions)`, `[n]` (see `OffPolicyAgent`)."""
+        return self._rng.integers(0, self.nb_actions, size=n)
+
     def backward(
         self, reward: float, terminal: bool, truncated: bool = False, next_observation: Any = None
     ) -> list[float]:
