@@ -42,6 +42,14 @@ none beyond its own sampling, entropy coefficient learned from 1 (`ent_coef="aut
 clipped to [-20, 2]. SB3 adds exploration noise to the action scaled to [-1, 1], so its scales
 are ours divided by the half-width (`OrnsteinUhlenbeckActionNoise(sigma=0.15)`,
 `NormalActionNoise(sigma=0.1)`); its TD3 target noise is already in those units.
+
+`large` and `small` also start both libraries alike (`--init torch --warmup-actions random`, the
+defaults there): our Keras layers are initialized as SB3's PyTorch layers are (`nn.Linear`'s
+default, weights and biases uniform in +-1/sqrt(fan_in); Keras' default is Glorot-uniform weights
+and zero biases), and our agent acts uniformly at random during the warm-up
+(`nb_steps_random=warm-up`), as SB3 does during `learning_starts`. `keras-rl` keeps keras-rl's
+behaviour by default (`--init keras --warmup-actions policy`: Keras' initialization, the actor
+plus noise from the first step). Either flag may be given with any setting.
 """
 
 from __future__ import annotations
@@ -90,28 +98,50 @@ def evaluate(policy, env, seed: int) -> float:
 
 
 # ------------------------------------------------------------------ this library
-def build_models(algo: str, setting: dict, env):
+def build_models(algo: str, setting: dict, env, init: str = "keras"):
     """Actor and critic as in `examples/`: the DDPG/TD3 actor ends in tanh scaled to the bounds,
-    SAC's outputs 2 * nb_actions units (means, then log stds) and lets the agent squash them."""
+    SAC's outputs 2 * nb_actions units (means, then log stds) and lets the agent squash them.
+
+    `init="torch"` initializes each Dense layer as PyTorch's `nn.Linear` (SB3's networks):
+    weights and biases uniform in +-1/sqrt(fan_in)."""
     import keras
     from keras import layers
 
+    def dense(units, fan_in, activation=None):
+        if init == "keras":
+            return layers.Dense(units, activation=activation)
+        bound = 1.0 / fan_in**0.5  # VarianceScaling(1/3, fan_in, uniform) has this bound too
+        return layers.Dense(
+            units,
+            activation=activation,
+            kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+            bias_initializer=keras.initializers.RandomUniform(-bound, bound),
+        )
+
     obs_shape, nb_actions = env.observation_space.shape, env.action_space.shape[0]
+    obs_size = int(np_prod(obs_shape))
     obs_in = keras.Input((1,) + obs_shape)
-    x = layers.Flatten()(obs_in)
+    x, width = layers.Flatten()(obs_in), obs_size
     for units in setting["actor"]:
-        x = layers.Dense(units, activation="relu")(x)
+        x, width = dense(units, width, "relu")(x), units
     if algo == "sac":
-        actor = keras.Model(obs_in, layers.Dense(2 * nb_actions)(x))
+        actor = keras.Model(obs_in, dense(2 * nb_actions, width)(x))
     else:
-        x = layers.Dense(nb_actions, activation="tanh")(x)
+        x = dense(nb_actions, width, "tanh")(x)
         actor = keras.Model(obs_in, layers.Rescaling(float(env.action_space.high[0]))(x))
     action_in, critic_obs_in = keras.Input((nb_actions,)), keras.Input((1,) + obs_shape)
-    y = layers.Concatenate()([action_in, layers.Flatten()(critic_obs_in)])
+    y, width = layers.Concatenate()([action_in, layers.Flatten()(critic_obs_in)]), nb_actions + obs_size
     for units in setting["critic"]:
-        y = layers.Dense(units, activation="relu")(y)
-    critic = keras.Model([action_in, critic_obs_in], layers.Dense(1)(y))
+        y, width = dense(units, width, "relu")(y), units
+    critic = keras.Model([action_in, critic_obs_in], dense(1, width)(y))
     return actor, critic, action_in
+
+
+def np_prod(shape) -> int:
+    size = 1
+    for n in shape:
+        size *= int(n)
+    return size
 
 
 def make_ours(algo: str, setting: dict, env, seed: int, every: int, jit: str):
@@ -123,7 +153,7 @@ def make_ours(algo: str, setting: dict, env, seed: int, every: int, jit: str):
 
     nb_actions = env.action_space.shape[0]
     half = float((env.action_space.high[0] - env.action_space.low[0]) / 2.0)  # Pendulum: 2
-    actor, critic, action_in = build_models(algo, setting, env)
+    actor, critic, action_in = build_models(algo, setting, env, setting.get("init", "keras"))
     common = {
         "nb_actions": nb_actions,
         "actor": actor,
@@ -136,6 +166,7 @@ def make_ours(algo: str, setting: dict, env, seed: int, every: int, jit: str):
         "train_interval": every,
         "gradient_steps": every,
         "jit_compile": {"auto": "auto", "on": True, "off": False}[jit],
+        "nb_steps_random": setting["warmup"] if setting.get("warmup_actions") == "random" else 0,
     }
     warmup = setting["warmup"]
     if algo == "sac":
@@ -287,13 +318,14 @@ def worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.sb3_threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     run = run_ours if args.worker == "ours" else run_sb3
-    result = run(args.algo[0], SETTINGS[args.setting], args.steps, args.seed, args.gradient_steps, args.jit)
+    result = run(args.algo[0], resolve_setting(args), args.steps, args.seed, args.gradient_steps, args.jit)
     report(result)
 
 
 def spawn(lib: str, algo: str, args: argparse.Namespace, seed: int) -> dict:
     cmd = ["--worker", lib, "--algo", algo, "--seed", str(seed)]
     cmd += ["--setting", args.setting, "--steps", str(args.steps), "--jit", args.jit]
+    cmd += ["--init", resolve_setting(args)["init"], "--warmup-actions", resolve_setting(args)["warmup_actions"]]
     cmd += ["--threads", str(args.threads), "--sb3-threads", str(args.sb3_threads)]
     cmd += ["--gradient-steps", str(args.gradient_steps)]
     if args.pin is not None:
@@ -310,6 +342,16 @@ def fmt(r: dict) -> str:
         f"wall {r['wall_s']:7.1f} s  compiled {share}  peak RSS {r['peak_rss_mb']:6.0f} MB  "
         f"test return {r['test_return']:8.1f}"
     )
+
+
+def resolve_setting(args: argparse.Namespace) -> dict:
+    """The setting's sizes and rates, with how our agent starts (`init`, `warmup_actions`) resolved."""
+    keras_rl = args.setting == "keras-rl"
+    return {
+        **SETTINGS[args.setting],
+        "init": args.init or ("keras" if keras_rl else "torch"),
+        "warmup_actions": args.warmup_actions or ("policy" if keras_rl else "random"),
+    }
 
 
 def summarise(algo: str, runs: list[dict]) -> str:
@@ -329,7 +371,7 @@ def summarise(algo: str, runs: list[dict]) -> str:
 
 
 def describe_settings(args: argparse.Namespace) -> list[str]:
-    setting = SETTINGS[args.setting]
+    setting = resolve_setting(args)
     lines = [
         f"setting={args.setting} {setting} steps={args.steps} seeds={args.seeds} "
         f"threads={args.threads or 'default'} sb3_threads={args.sb3_threads or 'default'} jit={args.jit} "
@@ -371,6 +413,21 @@ def main() -> None:
         help="run every timed process, both libraries', on this one core only (what `taskset -c CORE` does)",
     )
     parser.add_argument("--jit", choices=["auto", "on", "off"], default="auto", help="our agent's jit_compile")
+    parser.add_argument(
+        "--init",
+        choices=["torch", "keras"],
+        default=None,
+        help="our Dense layers' initialization: torch (SB3's, nn.Linear's default) or keras (Glorot, zero "
+        "biases); default torch, keras for --setting keras-rl",
+    )
+    parser.add_argument(
+        "--warmup-actions",
+        choices=["random", "policy"],
+        default=None,
+        help="our actions during the warm-up: random (uniform, nb_steps_random=warm-up, as SB3's "
+        "learning_starts) or policy (keras-rl's: the actor plus noise); default random, policy for "
+        "--setting keras-rl",
+    )
     parser.add_argument(
         "--gradient-steps",
         type=int,
