@@ -55,6 +55,7 @@ plus noise from the first step). Either flag may be given with any setting.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import resource
 import statistics
@@ -119,7 +120,7 @@ def build_models(algo: str, setting: dict, env, init: str = "keras"):
         )
 
     obs_shape, nb_actions = env.observation_space.shape, env.action_space.shape[0]
-    obs_size = int(np_prod(obs_shape))
+    obs_size = math.prod(obs_shape)
     obs_in = keras.Input((1,) + obs_shape)
     x, width = layers.Flatten()(obs_in), obs_size
     for units in setting["actor"]:
@@ -135,13 +136,6 @@ def build_models(algo: str, setting: dict, env, init: str = "keras"):
         y, width = dense(units, width, "relu")(y), units
     critic = keras.Model([action_in, critic_obs_in], dense(1, width)(y))
     return actor, critic, action_in
-
-
-def np_prod(shape) -> int:
-    size = 1
-    for n in shape:
-        size *= int(n)
-    return size
 
 
 def make_ours(algo: str, setting: dict, env, seed: int, every: int, jit: str):
@@ -325,7 +319,8 @@ def worker(args: argparse.Namespace) -> None:
 def spawn(lib: str, algo: str, args: argparse.Namespace, seed: int) -> dict:
     cmd = ["--worker", lib, "--algo", algo, "--seed", str(seed)]
     cmd += ["--setting", args.setting, "--steps", str(args.steps), "--jit", args.jit]
-    cmd += ["--init", resolve_setting(args)["init"], "--warmup-actions", resolve_setting(args)["warmup_actions"]]
+    start = resolve_setting(args)
+    cmd += ["--init", start["init"], "--warmup-actions", start["warmup_actions"]]
     cmd += ["--threads", str(args.threads), "--sb3-threads", str(args.sb3_threads)]
     cmd += ["--gradient-steps", str(args.gradient_steps)]
     if args.pin is not None:
