@@ -92,7 +92,7 @@ def test_save_and_load_weights_by_role(kind, tmp_path):
     other = build_agent(kind, env, seed=1)
     other.load_weights(tmp_path / "agent_{}.h5f")
     obs = np.array([3.0, 3.0], np.float32)
-    other._check_env(env)  # the action bounds (SAC scales its squashed actions to them)
+    other.check_env(env)  # the action bounds (SAC scales its squashed actions to them)
     agent.reset_states(), other.reset_states()
     np.testing.assert_array_equal(other.forward(obs), agent.forward(obs))
     for target, source in other.targets.items():

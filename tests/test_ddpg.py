@@ -8,7 +8,7 @@ from keras import layers
 
 import rl.engine.layout as layout_module
 from rl.agents import DDPGAgent
-from rl.agents.off_policy import _TrainOptions
+from rl.engine.batch import TrainOptions as _TrainOptions
 from rl.core import Processor
 from rl.memory import SequentialMemory
 from rl.random import OrnsteinUhlenbeckProcess
@@ -165,7 +165,7 @@ def test_td_target_bootstraps_unless_terminal():
             if layer.weights:
                 layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
         agent.target_critic.layers[-1].bias.assign([5.0])
-        agent._check_env(env)
+        agent.check_env(env)
         agent.training = True
         obs = np.zeros(2, np.float32)
         for _ in range(3):
@@ -259,7 +259,7 @@ def test_nothing_is_retraced_after_the_first_steps():
 def test_noise_only_while_training_and_actions_clipped():
     env = CountingEnv(terminate_at=10)
     agent = make_agent(env)
-    agent._check_env(env)
+    agent.check_env(env)
     obs = np.ones(2, np.float32)
     agent.training = False
     a1, a2 = agent.forward(obs), agent.forward(obs)
@@ -449,7 +449,7 @@ def test_models_show_the_weights_fit_started_with_until_it_returns(monkeypatch, 
 def test_hand_written_loop_trains_and_acts_with_current_weights():
     env = CountingEnv()
     agent = make_agent(env, warmup=0)
-    agent._check_env(env)
+    agent.check_env(env)
     agent.training = True
     obs = np.zeros(2, np.float32)
     before = agent.actor.get_weights()
@@ -481,7 +481,7 @@ def test_several_gradient_steps_in_one_call_equal_as_many_single_steps(window_le
         agent._flat_allowed = flat
         agent.compile(keras.optimizers.Adam(learning_rate=1e-3), metrics=["mae"])
         assert agent.flat_weights is flat
-        agent._check_env(env)
+        agent.check_env(env)
         agent._pull()
         outs = [train_call(agent, packed(ks)) for ks in calls]
         agent._push()

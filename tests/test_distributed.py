@@ -132,7 +132,7 @@ def test_inprocess_runs_are_reproducible_and_nb_steps_adds_up():
 
 def test_worker_keeps_terminal_and_truncated_apart_with_real_final_observations():
     agent = build_agent("ddpg", TickEnv())
-    agent._check_env(TickEnv())
+    agent.check_env(TickEnv())
     worker = rd.RolloutWorker(functools.partial(TickEnv, terminate_at=3), rd.ActingPolicy(agent), 0, seed=1,
                               nb_max_episode_steps=5)  # fmt: skip
     batch = worker.sample(4)
@@ -157,7 +157,7 @@ def test_worker_keeps_terminal_and_truncated_apart_with_real_final_observations(
 def test_acting_policy_acts_as_the_agent(kind):
     env = TickEnv()
     agent = build_agent(kind, env, warmup=0)
-    agent._check_env(env)
+    agent.check_env(env)
     policy = pickle.loads(pickle.dumps(rd.ActingPolicy(agent)))  # what a Ray worker receives
     obs = np.array([3.0, 1.0], np.float32)
     # Without exploration: the agent's own test-time action (DDPG/TD3: the actor; SAC: the squashed mean).

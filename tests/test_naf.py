@@ -98,7 +98,7 @@ def make_agent(nb_actions=1, mode="full", seed=0, obs_shapes=((1, 1),), l_takes_
 
 
 def weights(agent):
-    agent._sync_models()
+    agent.sync_models()
     return [w.copy() for role in ("mu", "V", "L", "target_V") for w in agent.models[role].get_weights()]
 
 

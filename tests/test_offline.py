@@ -86,7 +86,7 @@ def small_data():
 
 
 def weights(agent):
-    agent._sync_models()
+    agent.sync_models()
     return [w for role in agent.models for w in agent.models[role].get_weights()]
 
 
@@ -148,7 +148,7 @@ def test_offline_batches_come_from_the_memory(small_data):
     memory = SequentialMemory.from_arrays(**small_data)
     agent = build(memory)
     agent.fit_offline(1, verbose=0)  # loads the data into the graph
-    batch = agent._offline_data.sample(agent.seed_stream.next(), 64, 1)
+    batch = agent._dataset.sample(agent.seed_stream.next(), 64, 1)
     columns = ("observations", "actions", "rewards", "next_observations")
     stored = {tuple(o) + tuple(a): (r, tuple(n)) for o, a, r, n in zip(*(small_data[c] for c in columns))}
     for s0, a, r, s1 in zip(batch.state0.numpy(), batch.action.numpy(), batch.reward.numpy(), batch.state1.numpy()):
@@ -216,7 +216,7 @@ def test_td3bc_normalises_observations_with_the_dataset_statistics(small_data):
     np.testing.assert_allclose(agent.observation_mean, obs.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(agent.observation_std, obs.std(0) + 1e-3, rtol=1e-5)
     # Acting (test, evaluations) sees the same normalised inputs as training.
-    agent._sync_models()
+    agent.sync_models()
     x = obs[:1]
     want = agent.models["actor"](((x - agent.observation_mean) / agent.observation_std), training=False).numpy()[0]
     np.testing.assert_allclose(agent.forward(x[0]), want, rtol=1e-5)

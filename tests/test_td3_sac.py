@@ -127,7 +127,7 @@ def test_a_critic_list_must_match_its_action_inputs():
 def test_sac_tests_with_the_mean_and_trains_with_samples_inside_the_bounds():
     env = CountingEnv(terminate_at=10, obs_dim=1)
     agent = build_agent("sac", env)
-    agent._check_env(env)
+    agent.check_env(env)
     obs = np.array([1.0], np.float32)
     agent.training = False
     mean_action = agent.forward(obs)

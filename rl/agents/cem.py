@@ -12,8 +12,10 @@ import tensorflow as tf
 
 from rl.core import Agent, Processor
 from rl.engine import CompiledFunctions, Fields, Signature, weights_paths
+from rl.engine.deep_agent import read_weights_file, save_weights_files
+from rl.engine.inputs import acting_fields, fit_state_shapes, model_input, pack_states, process_states
 from rl.memory import ObservationWindow
-from rl.util import atomic_path, check_int, check_number
+from rl.util import check_int, check_number
 
 __all__ = ["CEMAgent"]
 
@@ -194,7 +196,7 @@ class CEMAgent(Agent):
             names += list(self.processor.metrics_names)
         return names
 
-    def _check_env(self, env: Any) -> None:
+    def check_env(self, env: Any) -> None:
         space = getattr(env, "action_space", None)
         maps_actions = (
             self.processor is not None and type(self.processor).process_action is not Processor.process_action
@@ -250,10 +252,10 @@ class CEMAgent(Agent):
         self._params_var.assign(self._current if training else self.get_weights_flat(self.model.get_weights()))
         self._loaded = training
 
-    def _on_run_begin(self, training: bool) -> None:
+    def on_run_begin(self, training: bool) -> None:
         self._load_params(training)
 
-    def _on_run_end(self, training: bool) -> None:
+    def on_run_end(self, training: bool) -> None:
         self._loaded = None
 
     # ------------------------------------------------------------- acting
@@ -263,38 +265,21 @@ class CEMAgent(Agent):
         self.recent_observation = None
         self.recent_action = None
 
-    def _process_states(self, states: np.ndarray) -> list[np.ndarray]:
-        if self.processor is not None:
-            states = self.processor.process_state_batch(states)
-        parts = states if isinstance(states, (list, tuple)) else [states]
-        return [np.asarray(p) for p in parts]
-
     def _setup_inputs(self, observation: Any, parts: list[np.ndarray]) -> None:
         """Checks the first (processed) state of a run against the model's inputs; records their shapes."""
         obs = np.asarray(observation)
-        if len(parts) != len(self.model.inputs):
-            raise ValueError(
-                f"The model has {len(self.model.inputs)} input(s) but the (processed) state gives {len(parts)}. "
-                f"Use a Processor whose process_state_batch returns one array per input. "
-                f"Received: observation of shape {obs.shape}"
-            )
-        shapes = []
-        for part, model_in in zip(parts, self.model.inputs):
-            want, got = tuple(model_in.shape[1:]), tuple(part.shape[1:])
-            if _fits(got, want):
-                shapes.append(got)
-            elif self.window_length == 1 and self.processor is None and _fits(got[1:], want):
-                shapes.append(got[1:])
-            else:
-                raise ValueError(
-                    f"Observations of shape {obs.shape} with window_length={self.window_length} give states of shape "
-                    f"{got}, which does not fit the model's input shape {tuple(model_in.shape)}. "
-                    f"Received: observation of shape {obs.shape}"
-                )
+        shapes = fit_state_shapes(
+            parts,
+            self.model.inputs,
+            obs_shape=obs.shape,
+            window_length=self.window_length,
+            drop_window=self.window_length == 1 and self.processor is None,
+            received="observation of shape",
+        )
         if shapes != self._input_shapes:
             self._functions.clear()
         self._obs_shape, self._input_shapes = obs.shape, shapes
-        self._fields = Fields([("state", [(1,) + s for s in shapes])])
+        self._fields = acting_fields(shapes)
 
     def _act_function(self):
         fields, model, params = self._fields, self.model, self._params_var
@@ -305,7 +290,7 @@ class CEMAgent(Agent):
             trainable = [values[i] for i in self._trainable_index]
             non_trainable = [values[i] for i in self._non_trainable_index]
             states = fields.unpack(flat)["state"]
-            outputs, _ = model.stateless_call(trainable, non_trainable, states[0] if len(states) == 1 else states)
+            outputs, _ = model.stateless_call(trainable, non_trainable, model_input(states))
             return tf.cast(tf.reshape(outputs, [-1]), tf.float32)  # [nb_actions]
 
         return act
@@ -319,10 +304,10 @@ class CEMAgent(Agent):
             raise TypeError(f"Observations must be numeric arrays. Received: observation of dtype {obs.dtype}")
         if self._loaded is not self.training:
             self._load_params(self.training)  # a hand-written loop, outside fit and test
-        parts = self._process_states(self._window.push(obs)[None])  # the real state: no made-up probe
+        parts = process_states(self.processor, self._window.push(obs)[None])  # the real state: no made-up probe
         if self._input_shapes is None or obs.shape != self._obs_shape:
             self._setup_inputs(obs, parts)
-        flat = np.concatenate([p.reshape(-1) for p in parts], dtype=np.float32)
+        flat = pack_states(parts)
         return self._functions.call(Signature("act", None, flat.shape[0]), self._act_function, flat, False)
 
     def forward(self, observation: Any) -> int:
@@ -379,7 +364,7 @@ class CEMAgent(Agent):
         self.theta = np.concatenate([elite.mean(axis=0), elite.std(axis=0) + min_std])
         return float(returns[best].mean())
 
-    def _end_episode(self) -> None:
+    def abandon_episode(self) -> None:
         if hasattr(self.memory, "end_episode"):
             self.memory.end_episode()  # an abandoned episode's partial return is not a return
 
@@ -395,11 +380,7 @@ class CEMAgent(Agent):
         Raises:
             FileExistsError: if the file exists and `overwrite` is `False`.
         """
-        (path,) = self.weights_paths(filepath)
-        if not overwrite and os.path.exists(path):
-            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it. Received: {filepath=!r}")
-        with atomic_path(path) as tmp:
-            self.model.save_weights(tmp)
+        save_weights_files([self.model], self.weights_paths(filepath), overwrite, filepath)
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
         """Loads what `save_weights(filepath)` wrote into the model; the next training episode plays them.
@@ -414,23 +395,10 @@ class CEMAgent(Agent):
         self._loaded = None
 
     def _read_weights(self, path: str, received: str) -> list[np.ndarray]:
-        if not os.path.isfile(path):
-            raise ValueError(f"The weights file {path} does not exist. Received: {received}")
-        try:
-            scratch = keras.models.clone_model(self.model)
-            scratch.load_weights(path)
-        except (ValueError, OSError, KeyError, TypeError) as e:
-            raise ValueError(
-                f"Could not load the model's weights from {path}: the file is damaged or holds another architecture "
-                f"({e}). Received: {received}"
-            ) from e
-        values = scratch.get_weights()
-        if [v.shape for v in values] != [tuple(s) for s in self.shapes]:
-            raise ValueError(f"The weights in {path} do not fit the model. Received: {received}")
-        return values
+        return read_weights_file(self.model, path, received=received)
 
     # ----------------------------------------------------------- checkpoints
-    def _save_checkpoint_files(self, folder: str) -> dict:
+    def save_checkpoint_files(self, folder: str) -> dict:
         if not self.compiled:
             raise ValueError("You must call `compile()` before calling `save_checkpoint()`.")
         self.model.save_weights(os.path.join(folder, "model.weights.h5"))
@@ -441,7 +409,7 @@ class CEMAgent(Agent):
         best = self.best_seen[0]
         return {"finished": self._finished, "best_return": None if not np.isfinite(best) else float(best)}
 
-    def _read_checkpoint_files(self, folder: str, state: dict) -> dict:
+    def read_checkpoint_files(self, folder: str, state: dict) -> dict:
         where = f"folder={folder!r}"
         finished = state.get("finished") if isinstance(state, dict) else None
         if isinstance(finished, bool) or not isinstance(finished, int) or finished < 0:
@@ -470,7 +438,7 @@ class CEMAgent(Agent):
             staged["memory"] = self.memory.read_state(path)
         return staged
 
-    def _apply_checkpoint_files(self, staged: dict) -> None:
+    def apply_checkpoint_files(self, staged: dict) -> None:
         self.model.set_weights(staged["weights"])
         self.theta = staged["theta"].astype(np.float64)
         self._current = staged["current"].astype(np.float32)
@@ -481,7 +449,3 @@ class CEMAgent(Agent):
         if hasattr(self.memory, "end_episode"):
             self.memory.end_episode()  # a resumed run starts a new episode
         self._loaded = None
-
-
-def _fits(got: tuple, want: tuple) -> bool:
-    return len(got) == len(want) and all(w is None or w == g for g, w in zip(got, want))

@@ -9,9 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 from rl.agents.actor_critic import ActorCriticAgent
-from rl.agents.off_policy import GraphBatch, UpdateStep, huber, resolve_delta_clip
+from rl.agents.off_policy import huber, resolve_delta_clip
 from rl.core import Processor
-from rl.engine import Nets
+from rl.engine import GraphBatch, Nets, UpdateStep
 from rl.random import RandomProcess
 from rl.util import check_int
 

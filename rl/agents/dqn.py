@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rl.agents.off_policy import GraphBatch, UpdateStep, huber, resolve_delta_clip
+from rl.agents.off_policy import huber, resolve_delta_clip
 from rl.agents.value_based import ValueBasedAgent, check_q_model
 from rl.core import Processor
-from rl.engine import Nets
+from rl.engine import GraphBatch, Nets, UpdateStep
 from rl.util import check_int
 
 __all__ = ["DQNAgent", "DuelingCombine", "dueling_model"]

@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rl.agents.off_policy import GraphBatch, OffPolicyAgent, UpdateStep, huber, resolve_delta_clip
+from rl.agents.off_policy import OffPolicyAgent, huber, resolve_delta_clip
 from rl.core import Processor
-from rl.engine import Nets
+from rl.engine import GraphBatch, Nets, UpdateStep
 from rl.random import RandomProcess
 from rl.util import check_int
 

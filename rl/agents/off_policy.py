@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from typing import Any, NamedTuple
+from typing import Any
 
 import gymnasium as gym
 import keras
@@ -29,58 +29,22 @@ import tensorflow as tf
 
 from rl.core import Processor
 from rl.engine import DeepAgent, Fields, Nets
+from rl.engine.batch import GraphBatch, TrainOptions, UpdateStep
+from rl.engine.dataset import GraphDataset
+from rl.engine.inputs import (
+    acting_fields,
+    fit_state_shapes,
+    fits,
+    model_input,
+    pack_states,
+    process_states,
+    state_fields,
+)
 from rl.memory import ObservationWindow
 from rl.random import RandomProcess
 from rl.util import check_int, check_number
 
 __all__ = ["GraphBatch", "OffPolicyAgent", "UpdateStep", "huber", "resolve_delta_clip"]
-
-
-class GraphBatch(NamedTuple):
-    """One gradient step's batch inside the graph.
-
-    Attributes:
-        state0: `s_t` as the networks take it (a tensor, or a list for multi-input models), `[B, ...]`.
-        action: `a_t`, `[B, A]`.
-        reward: `r_t`, `[B]`.
-        terminal: `1.0` where `s_{t+1}` is terminal (no bootstrap), `[B]`. With an n-step memory
-            (`n_step > 1`), `reward` is the discounted n-step return and `terminal` holds
-            `1 - gamma^(k-1) * (1 - terminal)` for a transition of `k` steps, so that
-            `gamma * (1 - terminal)` is its bootstrap discount `gamma^k`.
-        state1: `s_{t+1}` (`s_{t+k}` with n-step returns), as `state0`.
-        weight: the importance-sampling weights `[B]` of a prioritized memory, or `None` (every
-            transition weighs the same). Losses average with `OffPolicyAgent.weighted_mean`.
-    """
-
-    state0: Any
-    action: tf.Tensor
-    reward: tf.Tensor
-    terminal: tf.Tensor
-    state1: Any
-    weight: Any = None
-
-
-class UpdateStep(NamedTuple):
-    """Trace-time facts about one gradient step.
-
-    Attributes:
-        groups: the optimizer groups past their warm-up (those the step may train).
-        index: the update's number modulo the agent's `update_cycle` (e.g. TD3's policy delay).
-    """
-
-    groups: frozenset
-    index: int
-
-    def trains(self, group: str) -> bool:
-        """Whether this step may train optimizer group `group` (it is past its warm-up)."""
-        return group in self.groups
-
-
-class _TrainOptions(NamedTuple):
-    groups: frozenset  # optimizer groups trained by this call (empty: only a hard target copy)
-    first_index: int  # the first update's number modulo `update_cycle`
-    hard_update: bool  # copy the target networks after the updates
-    updates: int | None = None  # gradient steps of this call; None: the agent's `gradient_steps`
 
 
 class OffPolicyAgent(DeepAgent):
@@ -179,6 +143,7 @@ class OffPolicyAgent(DeepAgent):
                     f"An n-step memory's `gamma` must equal the agent's ({self.gamma}). "
                     f"Received: memory.gamma={memory.gamma}"
                 )
+        self._dataset: GraphDataset | None = None  # fit_offline's data in the graph
         self._priority_indices: list[np.ndarray] = []  # the slots of the batches packed for the next call
         self.window_length = int(getattr(memory, "window_length", 1))
         if self.window_length > 1 and self.memory_interval > 1:
@@ -198,7 +163,7 @@ class OffPolicyAgent(DeepAgent):
         self._batch_fields: dict[tuple, tuple[Fields, Fields]] = {}  # forward_batch's layouts, by size
         # Crosses calls: the training call `backward` scheduled, run fused with the next
         # `forward` (None when nothing is due), and the number of updates scheduled so far.
-        self._scheduled: _TrainOptions | None = None
+        self._scheduled: TrainOptions | None = None
         self._updates = 0
         self._last_metrics = np.full(len(self.base_metrics), np.nan, dtype=np.float32)
         self.recent_observation: Any = None
@@ -293,7 +258,7 @@ class OffPolicyAgent(DeepAgent):
         self.recent_observation = None
         self.recent_action = None
 
-    def _check_env(self, env: Any) -> None:
+    def check_env(self, env: Any) -> None:
         space = getattr(env, "action_space", None)
         if not isinstance(space, gym.spaces.Box):
             raise TypeError(
@@ -315,30 +280,47 @@ class OffPolicyAgent(DeepAgent):
                 f"process_action maps actions). Received: env.action_space={space!r}"
             )
         if finite and not maps_actions:
-            self._set_action_bounds(space.low.astype(np.float32), space.high.astype(np.float32))
+            self.set_action_bounds(space.low.astype(np.float32), space.high.astype(np.float32))
         else:
-            self._set_action_bounds(None, None)
+            self.set_action_bounds(None, None)
         obs_space = getattr(env, "observation_space", None)
         if self.processor is None and isinstance(obs_space, gym.spaces.Box):
-            self._setup_inputs(np.zeros(obs_space.shape, dtype=obs_space.dtype), source="env.observation_space.shape")
+            self.prepare_inputs(np.zeros(obs_space.shape, dtype=obs_space.dtype), source="env.observation_space.shape")
 
-    def _set_action_bounds(self, low: np.ndarray | None, high: np.ndarray | None) -> None:
-        """Records the bounds actions are clipped to (None: not clipped)."""
+    @property
+    def last_metrics(self) -> np.ndarray:
+        """The metrics of the most recent training call, in `train_metrics_names` order (NaN before
+        the first, and where the call computed none)."""
+        return self._last_metrics
+
+    @property
+    def action_bounds(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """`(low, high)`: the float32 bounds actions are clipped to, `(None, None)` when unknown or
+        unbounded. Set by `check_env` from a bounded `Box` (unless a processor maps actions), by
+        `fit_offline(action_space=...)`, or by `set_action_bounds`. Graphs may read them as
+        constants (SAC scales its squashed actions to them, TD3 clips its target actions)."""
+        return self._low, self._high
+
+    def set_action_bounds(self, low: np.ndarray | None, high: np.ndarray | None) -> None:
+        """Records the bounds actions are clipped to (`None`: not clipped); retraces the compiled
+        functions if they changed."""
         changed = (low is None) != (self._low is None) or (
             low is not None and not (np.array_equal(low, self._low) and np.array_equal(high, self._high))
         )
         self._low, self._high = low, high
-        if changed and self._functions is not None:
-            self._functions.clear()  # the graphs may read the bounds (e.g. SAC's squashing)
+        if changed:
+            self.retrace()  # the graphs may read the bounds (e.g. SAC's squashing)
 
     def _process_states(self, states: np.ndarray) -> list[np.ndarray]:
-        if self.processor is not None:
-            states = self.processor.process_state_batch(states)
-        if isinstance(states, (list, tuple)):
-            return [np.asarray(s) for s in states]
-        return [np.asarray(states)]
+        return process_states(self.processor, states)
 
-    def _setup_inputs(self, observation: Any, source: str = "observation") -> list[np.ndarray] | None:
+    @property
+    def input_shapes(self) -> list[tuple] | None:
+        """The model-side shape of each observation input (without the batch axis), or `None`
+        before the agent has seen an observation (`check_env`, `prepare_inputs` or `forward`)."""
+        return self._input_shapes
+
+    def prepare_inputs(self, observation: Any, source: str = "observation") -> list[np.ndarray] | None:
         """Checks an observation against the networks' inputs and records the input shapes.
 
         The shapes are learned from the state the observation starts (the processor, if any, sees
@@ -363,35 +345,24 @@ class OffPolicyAgent(DeepAgent):
         first_state = np.zeros((1, w) + obs.shape, dtype=obs.dtype)  # an episode's first state: zero-padded
         first_state[0, -1] = obs
         inputs = self._process_states(first_state)
-        acting, *others = self.policy_models()
-        if len(inputs) != len(acting.inputs):
-            raise ValueError(
-                f"The {self.weights_roles[0]} has {len(acting.inputs)} observation input(s) but the (processed) state "
-                f"gives {len(inputs)}. Use a Processor whose process_state_batch returns one array per input. "
-                f"Received: {source}={obs.shape}"
-            )
-        shapes = []
-        for k, (x, model_in) in enumerate(zip(inputs, acting.inputs)):
-            want, got = tuple(model_in.shape[1:]), tuple(x.shape[1:])
-            if _fits(got, want):
-                shape = got
-            elif w == 1 and self.processor is None and _fits(got[1:], want):
-                shape = got[1:]  # plain obs_shape inputs when window_length == 1
-            else:
-                raise ValueError(
-                    f"Observations of shape {obs.shape} with window_length={w} give states of shape {got}, which "
-                    f"does not fit the {self.weights_roles[0]}'s input shape {tuple(model_in.shape)}. "
-                    f"Received: {source}={obs.shape}"
-                )
+        shapes = fit_state_shapes(
+            inputs,
+            self.policy_models()[0].inputs,
+            obs_shape=obs.shape,
+            window_length=w,
+            drop_window=w == 1 and self.processor is None,
+            network=self.weights_roles[0],
+            received=source,
+        )
+        for k, shape in enumerate(shapes):
             for other_in in self._observation_inputs_of_others(k):
-                if not _fits(shape, tuple(other_in.shape[1:])):
+                if not fits(shape, tuple(other_in.shape[1:])):
                     raise ValueError(
                         f"States of shape {shape} do not fit the critic's observation input shape "
                         f"{tuple(other_in.shape)}. Received: {source}={obs.shape}"
                     )
-            shapes.append(shape)
-        if self._input_shapes is not None and shapes != self._input_shapes and self._functions is not None:
-            self._functions.clear()
+        if self._input_shapes is not None and shapes != self._input_shapes:
+            self.retrace()
         self._obs_shape = obs.shape
         self._input_shapes = shapes
         self._act_fields = self._train_fields = None
@@ -407,9 +378,7 @@ class OffPolicyAgent(DeepAgent):
         return []
 
     # ------------------------------------------------------------ the graph
-    @staticmethod
-    def _model_input(states: list[tf.Tensor]) -> Any:
-        return states[0] if len(states) == 1 else states
+    _model_input = staticmethod(model_input)
 
     def _fields(self, n_states: int = 1, n_updates: int | None = None) -> tuple[Fields, Fields]:
         """The packed layouts of the acting call and of the training call (built once per input shape).
@@ -428,13 +397,14 @@ class OffPolicyAgent(DeepAgent):
 
     def _make_fields(self, n_states: int, n_updates: int) -> tuple[Fields, Fields]:
         kb = self.batch_size * n_updates
+        shapes = self._input_shapes
         return (
-            Fields([("state", [(n_states,) + s for s in self._input_shapes])]),
+            acting_fields(shapes, n_states),
             Fields(
                 [
-                    ("state", [(n_states,) + s for s in self._input_shapes]),
-                    ("state0", [(kb,) + s for s in self._input_shapes]),
-                    ("state1", [(kb,) + s for s in self._input_shapes]),
+                    state_fields(shapes, n_states),
+                    state_fields(shapes, kb, "state0"),
+                    state_fields(shapes, kb, "state1"),
                     ("rows", (kb, self.stored_action_size + 2)),  # [action..., reward, terminal]
                 ]
                 + ([("weight", (kb,))] if self.prioritized else [])  # importance-sampling weights
@@ -453,7 +423,7 @@ class OffPolicyAgent(DeepAgent):
 
         return act
 
-    def _train_function(self, options: _TrainOptions, n_states: int = 1):
+    def _train_function(self, options: TrainOptions, n_states: int = 1):
         _, fields = self._fields(n_states, options.updates)
         b, a = self.batch_size, self.stored_action_size
         prioritized = self.prioritized
@@ -494,7 +464,7 @@ class OffPolicyAgent(DeepAgent):
         """
         first_parts = None  # the processed state of a first observation (the window's state at this call)
         if self._input_shapes is None or np.shape(observation) != self._obs_shape:
-            first_parts = self._setup_inputs(observation)
+            first_parts = self.prepare_inputs(observation)
         if self.training != self._pulled and self.flat_weights:
             # Outside `fit` (a hand-written loop): move the weights where this call reads them.
             self._pull() if self.training else self._push()
@@ -511,16 +481,16 @@ class OffPolicyAgent(DeepAgent):
                 self._last_metrics = out[self.nb_actions :]
         elif not at_random:
             parts = first_parts if first_parts is not None else self._process_states(state[None])
-            flat = np.concatenate([p.reshape(-1) for p in parts], dtype=np.float32)
+            flat = pack_states(parts)
             action = self.call_compiled(
                 "act", self.training, lambda: self._act_function(self.training), flat, may_use_xla=False
             )
-        action = self.random_actions(1)[0] if at_random else self._finish_action(action)
+        action = self.random_actions(1)[0] if at_random else self.finish_action(action)
         self.recent_observation = observation
         self.recent_action = action
         return action
 
-    def _update_priorities(self, out: np.ndarray, scheduled: _TrainOptions) -> np.ndarray:
+    def _update_priorities(self, out: np.ndarray, scheduled: TrainOptions) -> np.ndarray:
         """Hands a training call's TD errors (the tail of `out`) to a prioritized memory; returns the rest."""
         indices, self._priority_indices = self._priority_indices, []
         if not (self.prioritized and scheduled.groups):
@@ -552,7 +522,7 @@ class OffPolicyAgent(DeepAgent):
             )
         return self._rng.uniform(self._low, self._high, size=(n, self.nb_actions)).astype(np.float32)
 
-    def _finish_action(self, output: np.ndarray) -> Any:
+    def finish_action(self, output: np.ndarray) -> Any:
         """Subclass hook: the action taken, from the compiled call's output (`act_graph`'s first row).
 
         Adds the exploration noise while training and clips to the action space's bounds;
@@ -651,8 +621,47 @@ class OffPolicyAgent(DeepAgent):
             first = self._updates % self.update_cycle
             if groups:
                 self._updates += self.gradient_steps
-            self._scheduled = _TrainOptions(groups or frozenset(), first, hard)
+            self._scheduled = TrainOptions(groups or frozenset(), first, hard)
         return metrics
+
+    def observe(
+        self,
+        observation: Any,
+        action: Any,
+        reward: float,
+        terminal: bool,
+        truncated: bool = False,
+        next_observation: Any = None,
+    ) -> np.ndarray:
+        """Learns from a transition acted elsewhere (a rollout worker): as `backward` after a `forward`
+        that returned `action` for `observation`, it stores the transition and schedules training.
+
+        Run the training it scheduled with `train_scheduled()` (or the next `forward`).
+
+        Returns:
+            The metrics of the most recent training call, as `backward` returns them.
+        """
+        self.recent_observation, self.recent_action = observation, action
+        return self.backward(reward, terminal, truncated=truncated, next_observation=next_observation)
+
+    def train_scheduled(self) -> None:
+        """Runs the training `backward` (or `observe`) scheduled, without acting; nothing if none is due.
+
+        The same compiled call as `forward`'s (the updates, then the action, which is dropped),
+        for learners that do not act themselves (`rl.distributed`).
+        """
+        scheduled = self._scheduled if self.training else None
+        if scheduled is None:
+            return
+        if self.training != self._pulled and self.flat_weights:
+            self._pull()
+        self._scheduled = None  # cleared first: an interrupt can never run this call twice
+        state = np.zeros((self.window_length,) + tuple(self._obs_shape), np.float32)  # [W, *obs]: acts on nothing
+        flat = self._pack_training_inputs(state, bool(scheduled.groups), n_updates=scheduled.updates)
+        out = self.call_compiled("train", scheduled, lambda: self._train_function(scheduled), flat)
+        out = self._update_priorities(out, scheduled)
+        if scheduled.groups:
+            self._last_metrics = out[self.nb_actions :]
 
     # ----------------------------------------------- vectorized environments
     def forward_batch(self, observations: np.ndarray, noise: list[RandomProcess] | None = None) -> np.ndarray:
@@ -660,7 +669,7 @@ class OffPolicyAgent(DeepAgent):
 
         The batched `forward` that `rl.vector` calls: one compiled call acts for all `N` states
         (and, while training, first runs the updates `backward_batch` scheduled). Each row then
-        gets the agent's own action rule (`_finish_action`: noise and clipping, or a Q-policy).
+        gets the agent's own action rule (`finish_action`: noise and clipping, or a Q-policy).
 
         Args:
             observations: the (processed) observations, `[N, *obs_shape]`.
@@ -687,7 +696,7 @@ class OffPolicyAgent(DeepAgent):
         if noise is not None and len(noise) != n:
             raise ValueError(f"`noise` must hold one process per observation ({n}). Received: len(noise)={len(noise)}")
         if self._input_shapes is None or observations.shape[1:] != self._obs_shape:
-            self._setup_inputs(observations[0])
+            self.prepare_inputs(observations[0])
         if self.training != self._pulled and self.flat_weights:
             self._pull() if self.training else self._push()
         states = observations[:, None]  # [N, 1, *obs]
@@ -703,7 +712,7 @@ class OffPolicyAgent(DeepAgent):
                 self._last_metrics = out[n * width :]
             out = out[: n * width]
         else:
-            flat = np.concatenate([p.reshape(-1) for p in parts], dtype=np.float32)
+            flat = pack_states(parts)
             out = self.call_compiled(
                 "act", (self.training, n), lambda: self._act_function(self.training, n), flat, may_use_xla=False
             )
@@ -716,13 +725,13 @@ class OffPolicyAgent(DeepAgent):
         return actions
 
     def _finish_actions(self, outputs: np.ndarray, noise: list[RandomProcess] | None) -> np.ndarray:
-        """The actions for the compiled outputs `[N, width]` of `forward_batch`: `_finish_action` per row.
+        """The actions for the compiled outputs `[N, width]` of `forward_batch`: `finish_action` per row.
 
-        A subclass's own `_finish_action` (a value-based agent's Q-policy) runs row by row; the
+        A subclass's own `finish_action` (a value-based agent's Q-policy) runs row by row; the
         default adds row `i` the noise of `noise[i]` while training, and clips all rows at once.
         """
-        if type(self)._finish_action is not OffPolicyAgent._finish_action:
-            return np.asarray([self._finish_action(row) for row in outputs])
+        if type(self).finish_action is not OffPolicyAgent.finish_action:
+            return np.asarray([self.finish_action(row) for row in outputs])
         actions = outputs
         if self.training and (noise is not None or self.random_process is not None):
             processes = noise if noise is not None else [self.random_process] * len(outputs)
@@ -790,10 +799,10 @@ class OffPolicyAgent(DeepAgent):
             n_updates = (updates if updates is not None else len(calls) * self.gradient_steps) if groups else None
             first = self._updates % self.update_cycle
             self._updates += n_updates or 0
-            self._scheduled = _TrainOptions(groups, first, hard, n_updates)
+            self._scheduled = TrainOptions(groups, first, hard, n_updates)
         return metrics
 
-    def _end_episode(self) -> None:
+    def abandon_episode(self) -> None:
         if hasattr(self.memory, "end_episode"):
             self.memory.end_episode()
 
@@ -867,23 +876,107 @@ class OffPolicyAgent(DeepAgent):
         history.history["critic_loss"], history.history["eval_mean_return"]
         ```
         """
-        from rl.agents.offline import run_offline  # the offline machinery lives in its own module
+        from rl.loops.offline import run_offline  # imported here: the loops build on the agents' modules' bases
 
         return run_offline(
             self,
             nb_steps,
-            callbacks,
-            verbose,
-            eval_env,
-            eval_interval,
-            nb_eval_episodes,
-            log_interval,
-            updates_per_call,
-            action_space,
+            callbacks=callbacks,
+            verbose=verbose,
+            eval_env=eval_env,
+            eval_interval=eval_interval,
+            nb_eval_episodes=nb_eval_episodes,
+            log_interval=log_interval,
+            updates_per_call=updates_per_call,
+            action_space=action_space,
         )
 
+    def load_dataset(self) -> None:
+        """Copies the transitions of `memory` into the graph for `train_offline` (once per dataset).
+
+        Reloading data of the same shapes only assigns the variables, so the traced functions
+        stay valid. The memory needs `sampling_arrays()` (as `SequentialMemory` has); `fit_offline`
+        checks the data first.
+        """
+        if self._dataset is None:
+            self._dataset = GraphDataset()
+        self._dataset.load(self.memory, self._input_shapes[0])
+
+    def train_offline(self, max_updates: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """Runs up to `max_updates` gradient updates in one compiled call, each on a batch drawn
+        inside the graph from the data `load_dataset` copied (with `seed_stream`).
+
+        Every optimizer group trains (no warm-up); hard target copies happen every
+        `target_model_update` updates, counted over all calls. A call may run fewer updates than
+        asked, to get back in phase with `update_cycle` (e.g. TD3's policy delay). `step` is left
+        to the caller.
+
+        Args:
+            max_updates: the most updates to run, >= 1.
+
+        Returns:
+            `(updates run, metric sums, metric counts)`: per name of `train_metrics_names`, the
+            sum of the finite values over the updates and their number.
+        """
+        data, cycle = self._dataset, self.update_cycle
+        hard_every = int(self.target_model_update) if self.target_model_update >= 1 else 0
+        first = self._updates % cycle
+        if first:
+            body, iterations = min(max_updates, cycle - first), 1  # back in phase with the update cycle
+        elif max_updates >= cycle:
+            body, iterations = cycle, max_updates // cycle
+        else:
+            body, iterations = max_updates, 1
+        k = body * iterations
+        x = np.array([iterations, self._updates % hard_every if hard_every else 0], np.float32)
+        options = (data.version, first, body, hard_every)
+        out = self.call_compiled(
+            "offline", options, lambda f=first, b=body: self._offline_function(data, f, b, hard_every), x
+        )
+        self._updates += k
+        m = len(self.train_metrics_names)
+        sums, counts = out[:m], out[m:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self._last_metrics = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(np.float32)
+        return k, sums, counts
+
+    def _offline_function(self, data: GraphDataset, first: int, body: int, hard_every: int):
+        """The compiled offline call: `x = [iterations, hard-copy phase]`; each iteration runs `body`
+        updates (update numbers `first, first + 1, ...` modulo `update_cycle`). Returns the sums
+        and the counts of the finite metrics, concatenated."""
+        groups = frozenset(self.warmup)
+        b, a, cycle = self.batch_size, self.stored_action_size, self.update_cycle
+        nb_metrics = len(self.train_metrics_names)
+
+        def copy() -> tf.Tensor:
+            self.copy_targets()
+            return tf.constant(0)
+
+        def run(x: tf.Tensor) -> tf.Tensor:
+            iterations = tf.cast(x[0], tf.int32)
+
+            def loop(i, sums, counts, phase):
+                for j in range(body):
+                    batch = data.sample(self.seed_stream.next(), b, a)
+                    step = UpdateStep(groups, (first + j) % cycle)
+                    m = self._metric_vector(self.train_step(self.nets, batch, step))  # [M]
+                    finite = tf.math.is_finite(m)
+                    sums = sums + tf.where(finite, m, 0.0)
+                    counts = counts + tf.cast(finite, tf.float32)
+                    if hard_every:  # a hard target copy after every `hard_every`-th update
+                        phase = (phase + 1) % hard_every
+                        tf.cond(tf.equal(phase, 0), copy, lambda: tf.constant(0))
+                return i + 1, sums, counts, phase
+
+            zeros = tf.zeros([nb_metrics], tf.float32)
+            start = (tf.constant(0), zeros, zeros, tf.cast(x[1], tf.int32))
+            _, sums, counts, _ = tf.while_loop(lambda i, *_: i < iterations, loop, start, parallel_iterations=1)
+            return tf.concat([sums, counts], 0)
+
+        return run
+
     # -------------------------------------------------------- checkpoints
-    def _checkpoint_state(self) -> dict:
+    def checkpoint_state(self) -> dict:
         s = self._scheduled
         state: dict[str, Any] = {
             "scheduled": None
@@ -896,13 +989,13 @@ class OffPolicyAgent(DeepAgent):
             state["random_process"] = self.random_process.get_state()
         return state
 
-    def _save_checkpoint_files(self, folder: str) -> dict:
-        state = super()._save_checkpoint_files(folder)
+    def save_checkpoint_files(self, folder: str) -> dict:
+        state = super().save_checkpoint_files(folder)
         if hasattr(self.memory, "save"):
             self.memory.save(f"{folder}/memory.npz")
         return state
 
-    def _validate_checkpoint_state(self, state: dict) -> None:
+    def validate_checkpoint_state(self, state: dict) -> None:
         s = state.get("scheduled")
         if s is not None and not (
             isinstance(s, dict)
@@ -929,8 +1022,8 @@ class OffPolicyAgent(DeepAgent):
                     f"Received: random_process={state['random_process']!r:.200}"
                 ) from e
 
-    def _read_checkpoint_files(self, folder: str, state: dict) -> dict:
-        staged = super()._read_checkpoint_files(folder, state)
+    def read_checkpoint_files(self, folder: str, state: dict) -> dict:
+        staged = super().read_checkpoint_files(folder, state)
         path = f"{folder}/memory.npz"
         if hasattr(self.memory, "read_state"):
             staged["memory"] = self.memory.read_state(path)
@@ -938,8 +1031,8 @@ class OffPolicyAgent(DeepAgent):
             staged["memory_path"] = path
         return staged
 
-    def _apply_checkpoint_files(self, staged: dict) -> None:
-        super()._apply_checkpoint_files(staged)
+    def apply_checkpoint_files(self, staged: dict) -> None:
+        super().apply_checkpoint_files(staged)
         if "memory" in staged:
             self.memory.set_state(staged["memory"])
         elif "memory_path" in staged:
@@ -947,9 +1040,9 @@ class OffPolicyAgent(DeepAgent):
         if hasattr(self.memory, "end_episode"):
             self.memory.end_episode()  # a resumed run starts a new episode
 
-    def _restore_checkpoint_state(self, state: dict) -> None:
+    def restore_checkpoint_state(self, state: dict) -> None:
         s = state.get("scheduled")
-        self._scheduled = None if s is None else _TrainOptions(frozenset(s["groups"]), s["first"], s["hard"])
+        self._scheduled = None if s is None else TrainOptions(frozenset(s["groups"]), s["first"], s["hard"])
         self._updates = state["updates"]
         self._last_metrics = np.array([np.nan if v is None else v for v in state["last_metrics"]], dtype=np.float32)
         if "random_process" in state and self.random_process is not None:
@@ -964,10 +1057,6 @@ class _ModelView:
 
     def __call__(self, inputs: Any, training: bool) -> tf.Tensor:
         return self.model(inputs, training=training)
-
-
-def _fits(got: tuple, want: tuple) -> bool:
-    return len(got) == len(want) and all(w is None or w == g for g, w in zip(got, want))
 
 
 def huber(x: tf.Tensor, delta: float) -> tf.Tensor:

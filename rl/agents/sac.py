@@ -10,9 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from rl.agents.actor_critic import ActorCriticAgent
-from rl.agents.off_policy import GraphBatch, UpdateStep
 from rl.core import Processor
-from rl.engine import Nets
+from rl.engine import GraphBatch, Nets, UpdateStep
 from rl.util import check_int, check_number
 
 __all__ = ["SACAgent"]
@@ -166,9 +165,10 @@ class SACAgent(ActorCriticAgent):
     # ------------------------------------------------------------- the maths
     def _squash(self, u: tf.Tensor) -> tf.Tensor:
         """`tanh(u)` scaled to the action bounds, `[B, A]`."""
-        if self._low is None:
+        low, high = self.action_bounds
+        if low is None:
             return tf.tanh(u)
-        scale, center = (self._high - self._low) / 2.0, (self._high + self._low) / 2.0
+        scale, center = (high - low) / 2.0, (high + low) / 2.0
         return tf.tanh(u) * scale + center
 
     def sample(self, nets: Nets, states: Any, training: bool = True) -> tuple[tf.Tensor, tf.Tensor]:

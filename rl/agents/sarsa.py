@@ -13,6 +13,7 @@ from rl.agents.off_policy import huber
 from rl.agents.value_based import QPolicyMixin, check_q_model
 from rl.core import Processor
 from rl.engine import DeepAgent, Fields, Nets, VariableWeights
+from rl.engine.inputs import fit_state_shapes, model_input, process_states, state_fields
 from rl.util import check_int, check_number
 
 __all__ = ["SARSAAgent", "SarsaAgent"]
@@ -125,7 +126,7 @@ class SARSAAgent(QPolicyMixin, DeepAgent):
             **self._policy_configs(),
         }
 
-    def _check_env(self, env: Any) -> None:
+    def check_env(self, env: Any) -> None:
         self._check_discrete_space(env)
 
     def reset_states(self) -> None:
@@ -133,7 +134,7 @@ class SARSAAgent(QPolicyMixin, DeepAgent):
         self._open = None
         self.recent_observation = self.recent_action = None
 
-    def _end_episode(self) -> None:
+    def abandon_episode(self) -> None:
         self._open = None  # an abandoned episode's last transition never gets its a'
 
     # ------------------------------------------------------------- the maths
@@ -157,43 +158,21 @@ class SARSAAgent(QPolicyMixin, DeepAgent):
     def _model_inputs(self, observation: Any) -> list[np.ndarray]:
         """The model's input arrays (a batch of one) for `observation`."""
         obs = np.asarray(observation)
-        state = obs[None, None]  # [1, 1, *obs]: keras-rl's state of one observation
-        parts = self.processor.process_state_batch(state) if self.processor is not None else state
-        parts = [np.asarray(p) for p in parts] if isinstance(parts, (list, tuple)) else [np.asarray(parts)]
+        parts = process_states(self.processor, obs[None, None])  # [1, 1, *obs]: keras-rl's state of one observation
         if self._input_shapes is None or obs.shape != self._obs_shape:
-            self._input_shapes = self._fit_inputs(parts, obs.shape)
+            self._input_shapes = fit_state_shapes(
+                parts, self.model.inputs, obs_shape=obs.shape, window_length=1, drop_window=True
+            )
             self._obs_shape = obs.shape
             self._fields_cache = {}
-            if self._functions is not None:
-                self._functions.clear()
+            self.retrace()
         return [p.reshape((1,) + s) for p, s in zip(parts, self._input_shapes)]
-
-    def _fit_inputs(self, parts: list[np.ndarray], obs_shape: tuple) -> list[tuple]:
-        inputs = self.model.inputs
-        if len(parts) != len(inputs):
-            raise ValueError(
-                f"The model has {len(inputs)} input(s) but the (processed) state gives {len(parts)}. Use a Processor "
-                f"whose process_state_batch returns one array per input. Received: observation shape {obs_shape}"
-            )
-        shapes = []
-        for part, model_in in zip(parts, inputs):
-            want, got = tuple(model_in.shape[1:]), tuple(part.shape[1:])
-            for shape in (got, got[1:]):
-                if len(shape) == len(want) and all(w is None or w == g for g, w in zip(shape, want)):
-                    shapes.append(shape)
-                    break
-            else:
-                raise ValueError(
-                    f"A state of shape {got} does not fit the model's input shape {tuple(model_in.shape)}. "
-                    f"Received: observation shape {obs_shape}"
-                )
-        return shapes
 
     def _fields(self, k: int) -> Fields:
         if k not in self._fields_cache:
-            fields = [("state", [(1,) + s for s in self._input_shapes])]
+            fields = [state_fields(self._input_shapes)]
             if k:
-                fields += [("state0", [(k,) + s for s in self._input_shapes]), ("rows", (k, 2))]  # [action, target]
+                fields += [state_fields(self._input_shapes, k, "state0"), ("rows", (k, 2))]  # [action, target]
             self._fields_cache[k] = Fields(fields)
         return self._fields_cache[k]
 
@@ -209,11 +188,11 @@ class SARSAAgent(QPolicyMixin, DeepAgent):
             for i in range(k):  # one gradient step per transition, in order
                 state0 = [x[i : i + 1] for x in parts["state0"]]
                 row = parts["rows"][i : i + 1]  # [1, 2]
-                state0 = state0[0] if len(state0) == 1 else state0
+                state0 = model_input(state0)
                 steps.append(self._metric_vector(self.train_step(self.nets, state0, row[:, 0], row[:, 1])))
             metrics = tf.reduce_mean(tf.stack(steps), axis=0) if steps else tf.fill([size], np.float32(np.nan))
             states = parts["state"]
-            q = nets.model(states[0] if len(states) == 1 else states, training=False)[0]  # [A]
+            q = nets.model(model_input(states), training=False)[0]  # [A]
             return tf.concat([tf.cast(q, tf.float32), metrics], 0)
 
         return call
@@ -287,7 +266,7 @@ class SARSAAgent(QPolicyMixin, DeepAgent):
         return self._with_policy_metrics(metrics)
 
     # -------------------------------------------------------- checkpoints
-    def _checkpoint_state(self) -> dict:
+    def checkpoint_state(self) -> dict:
         def encode(item: tuple | None) -> dict | None:
             if item is None:
                 return None
@@ -319,7 +298,7 @@ class SARSAAgent(QPolicyMixin, DeepAgent):
             raise ValueError(f"The checkpoint's agent_state.{field} is invalid. Received: {field}={item!r:.200}")
         return state, action, float(value)
 
-    def _validate_checkpoint_state(self, state: dict) -> None:
+    def validate_checkpoint_state(self, state: dict) -> None:
         if state.get("open") is not None:
             self._decode(state["open"], "open")
         ready = state.get("ready")
@@ -334,7 +313,7 @@ class SARSAAgent(QPolicyMixin, DeepAgent):
             )
         self._validate_policy_states(state.get("policies"))
 
-    def _restore_checkpoint_state(self, state: dict) -> None:
+    def restore_checkpoint_state(self, state: dict) -> None:
         self._open = None if state["open"] is None else self._decode(state["open"], "open")
         self._ready = [self._decode(item, "ready") for item in state["ready"]]
         self._last_metrics = np.array([np.nan if v is None else v for v in state["last_metrics"]], dtype=np.float32)

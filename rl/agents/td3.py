@@ -7,8 +7,7 @@ from typing import Any
 import tensorflow as tf
 
 from rl.agents.ddpg import DDPGAgent
-from rl.agents.off_policy import GraphBatch, UpdateStep
-from rl.engine import Nets
+from rl.engine import GraphBatch, Nets, UpdateStep
 from rl.util import check_int, check_number
 
 __all__ = ["TD3Agent"]
@@ -78,11 +77,12 @@ class TD3Agent(DDPGAgent):
     def td_target(self, nets: Nets, batch: GraphBatch) -> tf.Tensor:
         a1 = nets.target_actor(batch.state1, training=False)  # [B, A]
         if self.target_policy_noise > 0:
-            half = 1.0 if self._low is None else (self._high - self._low) / 2.0  # [A]
+            low, high = self.action_bounds
+            half = 1.0 if low is None else (high - low) / 2.0  # [A]
             noise = tf.random.stateless_normal(tf.shape(a1), self.seed_stream.next()) * self.target_policy_noise
             a1 = a1 + tf.clip_by_value(noise, -self.target_noise_clip, self.target_noise_clip) * half
-            if self._low is not None:
-                a1 = tf.clip_by_value(a1, self._low, self._high)
+            if low is not None:
+                a1 = tf.clip_by_value(a1, low, high)
         q1 = tf.reduce_min(tf.stack([self.q(nets, f"target_{r}", batch.state1, a1) for r in self.critic_roles]), 0)
         return batch.reward + self.gamma * (1.0 - batch.terminal) * q1
 

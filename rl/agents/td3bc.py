@@ -8,9 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rl.agents.off_policy import GraphBatch, UpdateStep
 from rl.agents.td3 import TD3Agent
-from rl.engine import Nets
+from rl.engine import GraphBatch, Nets, UpdateStep
 from rl.util import check_number
 
 __all__ = ["TD3BCAgent"]
@@ -115,8 +114,8 @@ class TD3BCAgent(TD3Agent):
             np.array_equal(mean, self.observation_mean) and np.array_equal(std, self.observation_std)
         )
         self.observation_mean, self.observation_std = mean, std
-        if changed and self._functions is not None:
-            self._functions.clear()  # the graphs hold the statistics as constants
+        if changed:
+            self.retrace()  # the graphs hold the statistics as constants
 
     def fit_offline(self, nb_steps: int, *args: Any, **kwargs: Any) -> keras.callbacks.History:
         """`OffPolicyAgent.fit_offline`, after computing the observation statistics from the
@@ -166,14 +165,14 @@ class TD3BCAgent(TD3Agent):
         return {"actor_loss": loss, "bc_loss": bc}
 
     # -------------------------------------------------------- checkpoints
-    def _checkpoint_state(self) -> dict:
-        state = super()._checkpoint_state()
+    def checkpoint_state(self) -> dict:
+        state = super().checkpoint_state()
         if self.observation_mean is not None:
             state["observation_statistics"] = [self.observation_mean.tolist(), self.observation_std.tolist()]
         return state
 
-    def _validate_checkpoint_state(self, state: dict) -> None:
-        super()._validate_checkpoint_state(state)
+    def validate_checkpoint_state(self, state: dict) -> None:
+        super().validate_checkpoint_state(state)
         stats = state.get("observation_statistics")
         if stats is not None:
             try:
@@ -186,8 +185,8 @@ class TD3BCAgent(TD3Agent):
                     f"The checkpoint's agent_state.observation_statistics is invalid. Received: {stats!r:.200}"
                 )
 
-    def _restore_checkpoint_state(self, state: dict) -> None:
-        super()._restore_checkpoint_state(state)
+    def restore_checkpoint_state(self, state: dict) -> None:
+        super().restore_checkpoint_state(state)
         stats = state.get("observation_statistics")
         if stats is not None:
             self.set_observation_statistics(*stats)

@@ -173,14 +173,14 @@ class ValueBasedAgent(QPolicyMixin, OffPolicyAgent):
         super().__init__(**kwargs)
         self._init_policies(policy, test_policy)
 
-    def _check_env(self, env: Any) -> None:
+    def check_env(self, env: Any) -> None:
         self._check_discrete_space(env)
-        self._set_action_bounds(None, None)
+        self.set_action_bounds(None, None)
         obs_space = getattr(env, "observation_space", None)
         if self.processor is None and isinstance(obs_space, gym.spaces.Box):
-            self._setup_inputs(np.zeros(obs_space.shape, dtype=obs_space.dtype), source="env.observation_space.shape")
+            self.prepare_inputs(np.zeros(obs_space.shape, dtype=obs_space.dtype), source="env.observation_space.shape")
 
-    def _finish_action(self, output: np.ndarray) -> int:
+    def finish_action(self, output: np.ndarray) -> int:
         return self.select_action(output)
 
     def random_actions(self, n: int) -> np.ndarray:
@@ -201,7 +201,7 @@ class ValueBasedAgent(QPolicyMixin, OffPolicyAgent):
 
     def compute_batch_q_values(self, state_batch: Any) -> np.ndarray:
         """The Q-values of a batch of states `(B, window_length) + obs_shape`, as numpy `[B, nb_actions]`."""
-        self._sync_models()
+        self.sync_models()
         inputs = self._process_states(np.asarray(state_batch))
         model = self.models[self.weights_roles[0]]
         want = [tuple(t.shape[1:]) for t in model.inputs]
@@ -216,13 +216,13 @@ class ValueBasedAgent(QPolicyMixin, OffPolicyAgent):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._policy_configs()}
 
-    def _checkpoint_state(self) -> dict:
-        return {**super()._checkpoint_state(), "policies": self._policy_states()}
+    def checkpoint_state(self) -> dict:
+        return {**super().checkpoint_state(), "policies": self._policy_states()}
 
-    def _validate_checkpoint_state(self, state: dict) -> None:
-        super()._validate_checkpoint_state(state)
+    def validate_checkpoint_state(self, state: dict) -> None:
+        super().validate_checkpoint_state(state)
         self._validate_policy_states(state.get("policies"))
 
-    def _restore_checkpoint_state(self, state: dict) -> None:
-        super()._restore_checkpoint_state(state)
+    def restore_checkpoint_state(self, state: dict) -> None:
+        super().restore_checkpoint_state(state)
         self._restore_policy_states(state["policies"])

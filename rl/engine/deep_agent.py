@@ -21,7 +21,7 @@ from rl.engine.layout import FlatWeights, ParameterWeights, VariableWeights, app
 from rl.engine.xla import resolve_jit_compile
 from rl.util import atomic_path, clone_optimizer, get_optimizer
 
-__all__ = ["DeepAgent", "Nets", "weights_paths"]
+__all__ = ["DeepAgent", "Nets", "read_weights_file", "save_weights_files", "weights_paths"]
 
 
 class Nets(dict):
@@ -166,7 +166,7 @@ class DeepAgent(Agent):
         online = [m for r, m in self.models.items() if r not in self.targets]
         return resolve_jit_compile(self._jit_setting, online, self.step if end_step is None else end_step)
 
-    def _plan_run(self, end_step: int) -> None:
+    def plan_run(self, end_step: int) -> None:
         if self._functions is not None and self._jit_setting == "auto":
             self._functions.use_xla(self._resolve_xla(end_step))
 
@@ -238,6 +238,11 @@ class DeepAgent(Agent):
         return out
 
     @property
+    def train_metrics_names(self) -> list[str]:
+        """Names of the values one training step reports: `[*base_metrics, *compile's metrics]`."""
+        return list(self.base_metrics) + self._metric_names
+
+    @property
     def metrics_names(self) -> list[str]:
         """`[*base_metrics, *compile's metrics, *processor.metrics_names]`."""
         names = list(self.base_metrics) + self._metric_names
@@ -294,6 +299,15 @@ class DeepAgent(Agent):
         """Runs compiled function `name` (traced once per `options` and input size) on `x`."""
         return self._functions.call(Signature(name, options, x.shape[0]), build, x, may_use_xla)
 
+    def retrace(self) -> None:
+        """Forgets the compiled functions: each is traced anew at its next call.
+
+        Call it when something the graphs hold as a constant changes (the action bounds, TD3+BC's
+        observation statistics); the networks' weights are variables and need no retrace.
+        """
+        if self._functions is not None:
+            self._functions.clear()
+
     @property
     def trace_count(self) -> int:
         """How many times the agent's compiled functions have been traced (for retrace checks)."""
@@ -320,28 +334,33 @@ class DeepAgent(Agent):
 
     def _push(self) -> None:
         """Copies the flat training state back into the models' own variables, for good."""
-        self._sync_models()
+        self.sync_models()
         self._pulled = False
 
-    def _sync_models(self) -> None:
-        """Refreshes the models from the flat training state (if it is current), training on."""
+    def sync_models(self) -> None:
+        """Refreshes the models' own variables from the training state, which stays current.
+
+        Training may keep the weights in a flat layout (see `flat_weights`) and copy them back to
+        the models only when the run ends; call this to read current weights from the models
+        during a run (`save_weights` and checkpoints do).
+        """
         if self.flat_weights and self._pulled:
             for net in self.nets.values():
                 net.push()
 
-    def _on_run_begin(self, training: bool) -> None:
+    def on_run_begin(self, training: bool) -> None:
         if training:
             self._pull()
 
-    def _on_run_end(self, training: bool) -> None:
+    def on_run_end(self, training: bool) -> None:
         self._push()
 
-    def _nonfinite_weights(self) -> list[str]:
+    def nonfinite_weights(self) -> list[str]:
         """Online networks (and parameters) whose weights hold NaN or inf, by role (for error messages).
 
         Targets are left out: they follow their networks.
         """
-        self._sync_models()
+        self.sync_models()
         bad = [
             r
             for r, m in self.models.items()
@@ -374,16 +393,8 @@ class DeepAgent(Agent):
             FileExistsError: if a file exists and `overwrite` is `False`.
         """
         paths = self.weights_paths(filepath)
-        self._sync_models()
-        if not overwrite:
-            for path in paths:
-                if os.path.exists(path):
-                    raise FileExistsError(
-                        f"{path} already exists; pass overwrite=True to replace it. Received: filepath={filepath!r}"
-                    )
-        for role, path in zip(self.weights_roles, paths):
-            with atomic_path(path) as tmp:
-                self.models[role].save_weights(tmp)
+        self.sync_models()
+        save_weights_files([self.models[r] for r in self.weights_roles], paths, overwrite, filepath)
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
         """Loads what `save_weights(filepath)` wrote and copies it into the target networks.
@@ -408,37 +419,23 @@ class DeepAgent(Agent):
 
     def _read_model_weights(self, role: str, path: str) -> list[np.ndarray]:
         """Reads a `.weights.h5` file for network `role` into arrays, leaving the network untouched."""
-        model = self.models[role]
-        try:
-            with keras.saving.custom_object_scope(self.custom_model_objects):
-                scratch = keras.models.clone_model(model)
-            scratch.load_weights(path)
-        except (ValueError, OSError, KeyError, TypeError) as e:
-            raise ValueError(
-                f"Could not load the {role}'s weights from {path}: the file is damaged or holds another architecture "
-                f"({e}). Received: filepath={path!r}"
-            ) from e
-        values = scratch.get_weights()
-        want = [w.shape for w in model.get_weights()]
-        if [v.shape for v in values] != want:
-            raise ValueError(f"The weights in {path} do not fit the {role}. Received: filepath={path!r}")
-        return values
+        return read_weights_file(self.models[role], path, role, self.custom_model_objects)
 
     # ----------------------------------------------------------- checkpoints
-    def _checkpoint_state(self) -> dict:
+    def checkpoint_state(self) -> dict:
         """JSON-compatible state of the subclass that crosses calls (override to add to it)."""
         return {}
 
-    def _restore_checkpoint_state(self, state: dict) -> None:
-        """Restores what `_checkpoint_state` returned (already validated by `_validate_checkpoint_state`)."""
+    def restore_checkpoint_state(self, state: dict) -> None:
+        """Restores what `checkpoint_state` returned (already validated by `validate_checkpoint_state`)."""
 
-    def _validate_checkpoint_state(self, state: dict) -> None:
-        """Raises ValueError naming the field if `state` (from `_checkpoint_state`) is not usable."""
+    def validate_checkpoint_state(self, state: dict) -> None:
+        """Raises ValueError naming the field if `state` (from `checkpoint_state`) is not usable."""
 
-    def _save_checkpoint_files(self, folder: str) -> dict:
+    def save_checkpoint_files(self, folder: str) -> dict:
         if not self.compiled:
             raise ValueError("You must call `compile()` before calling `save_checkpoint()`.")
-        self._sync_models()
+        self.sync_models()
         for role, model in self.models.items():
             model.save_weights(os.path.join(folder, f"{role}.weights.h5"))
         for group, opt in self.optimizers.items():
@@ -447,10 +444,10 @@ class DeepAgent(Agent):
         with open(os.path.join(folder, "parameters.npz"), "wb") as f:
             arrays = {r: np.asarray(v.numpy()) for r, v in self.parameters.items()}
             np.savez(f, seed_stream=self.seed_stream.get_state(), **arrays)
-        return {"roles": list(self.models), "groups": list(self.optimizers), **self._checkpoint_state()}
+        return {"roles": list(self.models), "groups": list(self.optimizers), **self.checkpoint_state()}
 
-    def _read_checkpoint_files(self, folder: str, state: dict) -> dict:
-        """Reads and checks every file of a checkpoint; changes nothing (see `_apply_checkpoint_files`)."""
+    def read_checkpoint_files(self, folder: str, state: dict) -> dict:
+        """Reads and checks every file of a checkpoint; changes nothing (see `apply_checkpoint_files`)."""
         if not isinstance(state, dict):
             raise ValueError(f"The checkpoint's agent_state must be an object. Received: agent_state={state!r}")
         if state.get("roles") != list(self.models) or state.get("groups") != list(self.optimizers):
@@ -479,11 +476,11 @@ class DeepAgent(Agent):
             raise ValueError(f"The parameters file {path} does not fit this agent. Received: keys {sorted(params)}")
         SeedStream.check_state(params["seed_stream"], path)
         staged["parameters"] = params
-        self._validate_checkpoint_state(state)
+        self.validate_checkpoint_state(state)
         return staged
 
-    def _apply_checkpoint_files(self, staged: dict) -> None:
-        """Applies what `_read_checkpoint_files` read and checked."""
+    def apply_checkpoint_files(self, staged: dict) -> None:
+        """Applies what `read_checkpoint_files` read and checked."""
         for role, values in staged["weights"].items():
             self.models[role].set_weights(values)
         for group, values in staged["optimizers"].items():
@@ -494,10 +491,70 @@ class DeepAgent(Agent):
             variable.assign(params[role])
         self.seed_stream.set_state(params["seed_stream"])
         self._pulled = False
-        self._restore_checkpoint_state(staged["state"])
+        self.restore_checkpoint_state(staged["state"])
 
-    def _load_checkpoint_files(self, folder: str, state: dict) -> None:
-        self._apply_checkpoint_files(self._read_checkpoint_files(folder, state))
+    def load_checkpoint_files(self, folder: str, state: dict) -> None:
+        self.apply_checkpoint_files(self.read_checkpoint_files(folder, state))
+
+
+def read_weights_file(
+    model: keras.Model,
+    path: str,
+    network: str = "model",
+    custom_objects: dict | None = None,
+    received: str | None = None,
+) -> list[np.ndarray]:
+    """Reads a Keras `.weights.h5` file written for `model` into arrays, leaving `model` untouched.
+
+    Args:
+        model: the network the file is for (cloned to read it).
+        path: the file.
+        network: the network's name in messages. Defaults to `"model"`.
+        custom_objects: custom layers needed to clone `model`. Defaults to `None`.
+        received: what to name as received in messages. Defaults to `filepath=<path>`.
+
+    Returns:
+        The arrays of `model.get_weights()` that the file holds.
+
+    Raises:
+        ValueError: if the file is missing, damaged, or holds weights of another architecture.
+    """
+    received = received or f"filepath={path!r}"
+    if not os.path.isfile(path):
+        raise ValueError(f"The weights file {path} does not exist. Received: {received}")
+    try:
+        with keras.saving.custom_object_scope(custom_objects or {}):
+            scratch = keras.models.clone_model(model)
+        scratch.load_weights(path)
+    except (ValueError, OSError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"Could not load the {network}'s weights from {path}: the file is damaged or holds another architecture "
+            f"({e}). Received: {received}"
+        ) from e
+    values = scratch.get_weights()
+    if [v.shape for v in values] != [w.shape for w in model.get_weights()]:
+        raise ValueError(f"The weights in {path} do not fit the {network}. Received: {received}")
+    return values
+
+
+def save_weights_files(
+    models: Sequence[keras.Model], paths: Sequence[str], overwrite: bool, filepath: str | os.PathLike
+) -> None:
+    """Saves each model to its `.weights.h5` path, each through a temporary name and a rename.
+
+    Raises:
+        FileExistsError: naming `filepath`, if a file exists and `overwrite` is `False` (before
+            any file is written).
+    """
+    if not overwrite:
+        for path in paths:
+            if os.path.exists(path):
+                raise FileExistsError(
+                    f"{path} already exists; pass overwrite=True to replace it. Received: filepath={filepath!r}"
+                )
+    for model, path in zip(models, paths):
+        with atomic_path(path) as tmp:
+            model.save_weights(tmp)
 
 
 class SeedStream:
