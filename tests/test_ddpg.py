@@ -8,8 +8,8 @@ from keras import layers
 
 import rl.engine.layout as layout_module
 from rl.agents import DDPGAgent
-from rl.engine.batch import TrainOptions as _TrainOptions
 from rl.core import Processor
+from rl.engine.batch import TrainOptions as _TrainOptions
 from rl.memory import SequentialMemory
 from rl.random import OrnsteinUhlenbeckProcess
 

@@ -301,7 +301,7 @@ def test_sampling_terminates_in_every_small_configuration(deadline, limit, windo
 
 
 def test_exact_draws_are_uniform_over_the_sampleable_transitions(monkeypatch):
-    monkeypatch.setattr("rl.memory._DRAW_ROUNDS", 0)  # every draw goes through the exact set
+    monkeypatch.setattr("rl.memory.sequential._DRAW_ROUNDS", 0)  # every draw goes through the exact set
     memory = SequentialMemory(limit=50, window_length=2, seed=0)
     fill(memory, episodes=10, length=3)  # 40 slots, 30 transitions
     s0 = np.concatenate([memory.sample(50).state0[:, -1, 0] for _ in range(60)])  # 3 000 draws

@@ -40,7 +40,7 @@ from rl.engine.inputs import (
     process_states,
     state_fields,
 )
-from rl.memory import ObservationWindow
+from rl.memory import ObservationWindow, TransitionRows
 from rl.random import RandomProcess
 from rl.util import check_int, check_number
 
@@ -288,6 +288,12 @@ class OffPolicyAgent(DeepAgent):
             self.prepare_inputs(np.zeros(obs_space.shape, dtype=obs_space.dtype), source="env.observation_space.shape")
 
     @property
+    def transition_rows(self) -> TransitionRows:
+        """The layout of the transition rows the memory stores and training batches carry:
+        `[action..., reward, terminal]`, `stored_action_size + 2` wide."""
+        return TransitionRows(self.stored_action_size)
+
+    @property
     def last_metrics(self) -> np.ndarray:
         """The metrics of the most recent training call, in `train_metrics_names` order (NaN before
         the first, and where the call computed none)."""
@@ -405,7 +411,7 @@ class OffPolicyAgent(DeepAgent):
                     state_fields(shapes, n_states),
                     state_fields(shapes, kb, "state0"),
                     state_fields(shapes, kb, "state1"),
-                    ("rows", (kb, self.stored_action_size + 2)),  # [action..., reward, terminal]
+                    ("rows", (kb, self.transition_rows.width)),
                 ]
                 + ([("weight", (kb,))] if self.prioritized else [])  # importance-sampling weights
             ),
@@ -425,7 +431,7 @@ class OffPolicyAgent(DeepAgent):
 
     def _train_function(self, options: TrainOptions, n_states: int = 1):
         _, fields = self._fields(n_states, options.updates)
-        b, a = self.batch_size, self.stored_action_size
+        b, layout = self.batch_size, self.transition_rows
         prioritized = self.prioritized
 
         def train(flat: tf.Tensor) -> tf.Tensor:
@@ -434,11 +440,9 @@ class OffPolicyAgent(DeepAgent):
             if options.groups:
                 for k in range(options.updates or self.gradient_steps):  # each on its own batch, in order
                     s0, s1 = ([x[k * b : (k + 1) * b] for x in parts[n]] for n in ("state0", "state1"))
-                    rows = parts["rows"][k * b : (k + 1) * b]  # [B, A + 2]
+                    rows = parts["rows"][k * b : (k + 1) * b]  # [B, A + 2]: [action..., reward, terminal]
                     weight = parts["weight"][k * b : (k + 1) * b] if prioritized else None
-                    batch = GraphBatch(
-                        self._model_input(s0), rows[:, :a], rows[:, a], rows[:, a + 1], self._model_input(s1), weight
-                    )
+                    batch = GraphBatch(self._model_input(s0), *layout.split(rows), self._model_input(s1), weight)
                     step = UpdateStep(options.groups, (options.first_index + k) % self.update_cycle)
                     metrics = dict(self.train_step(self.nets, batch, step))
                     td = metrics.pop("td_error", None)
@@ -447,8 +451,7 @@ class OffPolicyAgent(DeepAgent):
                     steps.append(self._metric_vector(metrics))
             if options.hard_update:
                 self.copy_targets()
-            nan = tf.fill([len(self.base_metrics) + len(self._metric_fns)], np.float32(np.nan))
-            metrics = tf.reduce_mean(tf.stack(steps), axis=0) if steps else nan
+            metrics = self.mean_metrics(steps, len(self.train_metrics_names))
             action = self.act_graph(self.nets, self._model_input(parts["state"]), True)  # [n_states, A]
             action = action[0] if n_states == 1 else tf.reshape(action, [-1])
             return tf.concat([tf.cast(action, tf.float32), metrics] + tds, 0)
@@ -575,10 +578,7 @@ class OffPolicyAgent(DeepAgent):
             for views, states in ((s0_views, batch.state0), (s1_views, batch.state1)):
                 for view, part in zip(views, self._process_states(states)):
                     view[i : i + b] = np.asarray(part).reshape((b,) + view.shape[1:])
-            a = self.stored_action_size
-            rows[i : i + b, :a] = batch.action.reshape(b, -1)
-            rows[i : i + b, a] = batch.reward
-            rows[i : i + b, a + 1] = batch.terminal
+            self.transition_rows.write(rows[i : i + b], batch.action.reshape(b, -1), batch.reward, batch.terminal)
         return flat
 
     def _take_weights(self, fields: Fields, flat: np.ndarray, i: int) -> None:
@@ -641,6 +641,8 @@ class OffPolicyAgent(DeepAgent):
         Returns:
             The metrics of the most recent training call, as `backward` returns them.
         """
+        if self._input_shapes is None or np.shape(observation) != self._obs_shape:
+            self.prepare_inputs(observation)  # a learner that never acted learns the shapes here
         self.recent_observation, self.recent_action = observation, action
         return self.backward(reward, terminal, truncated=truncated, next_observation=next_observation)
 

@@ -190,7 +190,7 @@ class SARSAAgent(QPolicyMixin, DeepAgent):
                 row = parts["rows"][i : i + 1]  # [1, 2]
                 state0 = model_input(state0)
                 steps.append(self._metric_vector(self.train_step(self.nets, state0, row[:, 0], row[:, 1])))
-            metrics = tf.reduce_mean(tf.stack(steps), axis=0) if steps else tf.fill([size], np.float32(np.nan))
+            metrics = self.mean_metrics(steps, size)
             states = parts["state"]
             q = nets.model(model_input(states), training=False)[0]  # [A]
             return tf.concat([tf.cast(q, tf.float32), metrics], 0)

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from rl.engine.batch import GraphBatch
+from rl.memory.rows import TransitionRows
 
 __all__ = ["GraphDataset"]
 
@@ -72,9 +73,8 @@ class GraphDataset:
             s0, s1 = self._windows(idx, step), self._windows(idx + 1, step + 1)  # [B, W, *obs]
         shape = (batch_size,) + self.input_shape
         s0, s1 = (tf.reshape(tf.cast(s, tf.float32), shape) for s in (s0, s1))
-        rows = tf.gather(v["rows"], idx)  # [B, A + 2]
-        a = action_size
-        return GraphBatch(s0, rows[:, :a], rows[:, a], rows[:, a + 1], s1)
+        rows = tf.gather(v["rows"], idx)  # [B, A + 2]: [action..., reward, terminal]
+        return GraphBatch(s0, *TransitionRows(action_size).split(rows), s1)
 
     def _windows(self, idx: tf.Tensor, episode_step: tf.Tensor) -> tf.Tensor:
         """As `SequentialMemory._windows`: `[B, W, *obs]`, zeros before the episode's start."""

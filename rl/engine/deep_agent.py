@@ -266,6 +266,26 @@ class DeepAgent(Agent):
             raise ValueError(f"The training step returned metrics not in base_metrics: {sorted(unknown)}")
         return tf.stack([tf.cast(metrics[n], tf.float32) if n in metrics else nan for n in names])
 
+    @staticmethod
+    def mean_metrics(steps: list[tf.Tensor], size: int) -> tf.Tensor:
+        """In the graph: the metrics of a call's updates `[M]` each, averaged over the updates that
+        computed them (a metric only some updates return, such as a delayed actor's loss, is the
+        mean of those); NaN where none did, or when there were no updates.
+
+        Args:
+            steps: each update's metric vector (`_metric_vector`), `[M]`.
+            size: `M`, for a call without updates.
+        """
+        if not steps:
+            return tf.fill([size], np.float32(np.nan))
+        if len(steps) == 1:
+            return steps[0]
+        stacked = tf.stack(steps)  # [K, M]
+        known = tf.math.logical_not(tf.math.is_nan(stacked))
+        counts = tf.reduce_sum(tf.cast(known, tf.float32), axis=0)  # [M]
+        sums = tf.reduce_sum(tf.where(known, stacked, 0.0), axis=0)  # [M]
+        return tf.where(counts > 0, sums / tf.maximum(counts, 1.0), np.float32(np.nan))
+
     # ------------------------------------------------------------ the graph
     def update_targets(self, *roles: str) -> None:
         """In the graph: moves each target in `roles` toward its source by `tau` (soft updates only)."""

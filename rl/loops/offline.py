@@ -20,6 +20,7 @@ import numpy as np
 from rl.callbacks import EvalCallback
 from rl.core import Processor
 from rl.loops.run import Run
+from rl.memory import TransitionRows
 from rl.util import check_int
 
 __all__ = ["run_offline"]
@@ -42,7 +43,8 @@ def _check_data(agent: Any, arrays: dict, nb_steps: int) -> np.ndarray:
             f"batch_size of at most {len(indices)} or more data. Received: batch_size={agent.batch_size}"
         )
     obs, rows = arrays["observations"], arrays["rows"]
-    width = rows.shape[1] - 2
+    layout = TransitionRows.from_width(rows.shape[1])
+    width = layout.action_size
     if width != agent.stored_action_size:
         raise ValueError(
             f"The dataset's actions have {width} values each, but the agent takes {agent.stored_action_size} "
@@ -53,13 +55,13 @@ def _check_data(agent: Any, arrays: dict, nb_steps: int) -> np.ndarray:
         raise ValueError(
             "The dataset's observations hold NaN or inf. Received: non-finite observations in agent.memory"
         )
-    for column, name in ((slice(0, width), "actions"), (width, "rewards")):
-        values = rows[indices, column]
+    sampled = rows[indices]  # [N, A + 2]
+    for values, name in ((layout.action(sampled), "actions"), (layout.reward(sampled), "rewards")):
         if not np.isfinite(values).all():
             raise ValueError(f"The dataset's {name} hold NaN or inf. Received: non-finite {name} in agent.memory")
     low, high = agent.action_bounds
     if low is not None:
-        actions = rows[indices, :width]  # [N, A]
+        actions = layout.action(sampled)  # [N, A]
         outside = (actions < low) | (actions > high)
         if outside.any():
             k = int(np.argmax(outside.any(axis=1)))
