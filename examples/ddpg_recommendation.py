@@ -9,18 +9,25 @@ random, a popularity and the logging policy.
 python examples/ddpg_recommendation.py                       # simulated logs, 10 000 items, seed 0
 python examples/ddpg_recommendation.py --seed 1 --steps 6000
 python examples/ddpg_recommendation.py --ratings ratings.csv # your own logs: user_id,item_id,rating,timestamp
+python examples/ddpg_recommendation.py --ratings ratings.csv --encoding latin-1  # a file not in UTF-8
 python examples/ddpg_recommendation.py --items 1000000 --users 30000 --steps 3000 --embedding-dim 0 \
     --min-ratings 10 --candidates 50 --latency              # a million items; keras-rl3[recsys] for faiss
 
 Without --ratings, the simulator's logs are written to --write-ratings (default
 simulated_ratings.csv) and read back from there, so both paths train on the same kind of file.
+Ids are integers within int64 and are read exactly (2**53 and 2**53 + 1 are two users). The file is
+read as UTF-8 unless --encoding names its encoding (latin-1, cp1252, utf-16, ...).
 """
 
 from __future__ import annotations
 
 import argparse
+import array
+import codecs
+import io
 import math
 import os
+import re
 import time
 import warnings
 from typing import Any, NamedTuple
@@ -171,13 +178,29 @@ def simulate_logs(sim: Simulator, sessions_per_user: int, seed: int) -> tuple[np
 
 # ----------------------------------------------------------------------------- the CSV files
 COLUMNS = ("user_id", "item_id", "rating", "timestamp")
+ID_RANGE = (-(2**63), 2**63 - 1)  # ids are read as int64, exactly: never through a float
+_ROW = np.dtype([("user_id", np.int64), ("item_id", np.int64), ("rating", np.float64), ("timestamp", np.float64)])
+_INTEGER = re.compile(r"\s*([+-]?[0-9]+)(?:\.0*)?\s*")  # "12", "-3", and "12.0" (pandas writes ids so)
 
 
-def write_ratings_csv(path: str, user_ids: np.ndarray, item_ids: np.ndarray, ratings: np.ndarray, stamps: np.ndarray):
-    """Writes ratings in MovieLens' layout: a header, then `user_id,item_id,rating,timestamp` rows."""
-    table = np.column_stack([user_ids, item_ids, ratings, stamps])
-    order = np.lexsort((table[:, 3], table[:, 0]))
-    np.savetxt(path, table[order], fmt=["%d", "%d", "%g", "%d"], delimiter=",", header=",".join(COLUMNS), comments="")
+def write_ratings_csv(
+    path: str,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    ratings: np.ndarray,
+    stamps: np.ndarray,
+    encoding: str = "utf-8",
+):
+    """Writes ratings in MovieLens' layout: a header, then `user_id,item_id,rating,timestamp` rows.
+
+    Rows are sorted by user, then time. Ids are written as the integers given (never through a float).
+    """
+    columns = [np.asarray(c) for c in (user_ids, item_ids, ratings, stamps)]
+    order = np.lexsort((columns[3], columns[0]))
+    rows = zip(*(c[order].tolist() for c in columns))
+    with open(path, "w", encoding=encoding, newline="\n") as f:
+        f.write(",".join(COLUMNS) + "\n")
+        f.writelines(f"{u:d},{i:d},{r:g},{int(t)}\n" for u, i, r, t in rows)  # ids must be integers
 
 
 class Ratings(NamedTuple):
@@ -191,26 +214,34 @@ class Ratings(NamedTuple):
     item_ids: np.ndarray  # the file's id of each item index
 
 
-def read_ratings_csv(path: str, catalogue_ids: np.ndarray | None = None) -> Ratings:
+def read_ratings_csv(path: str, catalogue_ids: np.ndarray | None = None, encoding: str = "utf-8") -> Ratings:
     """Reads `user_id,item_id,rating,timestamp` rows (MovieLens' ratings.csv, or u.data with tabs).
 
-    A first line that is not numbers is taken as the header. Ids are integers; ratings and timestamps
-    finite numbers.
+    A first line that is not numbers is taken as the header. Ids are integers in int64's range, read
+    exactly (never through a float: 2**53 and 2**53 + 1 are two users); ratings and timestamps finite
+    numbers.
 
     Args:
         path: the file.
         catalogue_ids: the ids of the whole catalogue (the default is the ids that occur in the file).
+        encoding: the file's text encoding. Defaults to `"utf-8"`.
 
     Returns:
         A `Ratings` with the rows in file order.
 
     Raises:
-        ValueError: naming the file, and the line where there is one, when the file is empty, a row
-            does not have four fields, a field is not a number, an id is not an integer, or a rating
-            or timestamp is not finite; or when an item is not in `catalogue_ids`.
+        ValueError: naming the file, and the line where there is one, when the file is not text in
+            `encoding`, is empty, a row does not have four fields, a field is not a number, an id is
+            not an integer or is outside int64, or a rating or timestamp is not finite; when an item
+            is not in `catalogue_ids`; or when `encoding` is not a text encoding.
     """
-    with open(path, encoding="utf-8") as f:
-        first = f.readline()
+    if not _is_text_encoding(encoding):
+        raise ValueError(f"encoding must be a text encoding Python knows. Received: encoding={encoding!r}")
+    try:
+        with open(path, encoding=encoding) as f:
+            first = f.readline()
+    except UnicodeDecodeError:
+        raise ValueError(_decoding_error(path, encoding)) from None
     if not first.strip():
         raise ValueError(f"{path}: the file is empty; expected rows of {','.join(COLUMNS)}")
     delimiter = "\t" if "\t" in first else ","
@@ -218,38 +249,43 @@ def read_ratings_csv(path: str, catalogue_ids: np.ndarray | None = None) -> Rati
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": refused below
-            table = np.loadtxt(path, delimiter=delimiter, skiprows=skip, dtype=np.float64, ndmin=2)
-    except ValueError:
-        raise ValueError(_first_bad_line(path, delimiter, skip)) from None
+            # Older numpy parses an int64 field that is not an integer through a float, with this warning:
+            # as an error, it sends such files (ids beyond int64, ids like 1e3) to the exact reading below.
+            warnings.simplefilter("error", DeprecationWarning)
+            table = np.loadtxt(path, delimiter=delimiter, skiprows=skip, dtype=_ROW, ndmin=1, encoding=encoding)
+    except (ValueError, DeprecationWarning):  # a UnicodeDecodeError is a ValueError too
+        table = _read_rows(path, delimiter, skip, encoding)  # field by field; raises naming the first bad line
     if table.size == 0:
         raise ValueError(f"{path}: no rating rows after the header line; expected rows of {','.join(COLUMNS)}")
-    if table.shape[1] != 4:
-        raise ValueError(
-            f"{path}: rows have {table.shape[1]} fields; expected 4 ({','.join(COLUMNS)}, MovieLens' layout)"
-        )
-    for col, name in enumerate(COLUMNS):
-        bad = np.flatnonzero(~np.isfinite(table[:, col]))
-        if col < 2 and not bad.size:
-            bad = np.flatnonzero(table[:, col] != np.round(table[:, col]))
+    for name in COLUMNS[2:]:
+        bad = np.flatnonzero(~np.isfinite(table[name]))
         if bad.size:
-            what = "an integer" if col < 2 else "a finite number"
             raise ValueError(
-                f"{path}, line {bad[0] + skip + 1}: {name} must be {what}. Received: {name}={table[bad[0], col]:g}"
+                f"{path}, line {bad[0] + skip + 1}: {name} must be a finite number. "
+                f"Received: {name}={table[name][bad[0]]:g}"
             )
-    user_ids, user = np.unique(table[:, 0].astype(np.int64), return_inverse=True)
+    users, items = table["user_id"], table["item_id"]
+    user_ids, user = np.unique(users, return_inverse=True)
     if catalogue_ids is None:
-        item_ids, item = np.unique(table[:, 1].astype(np.int64), return_inverse=True)
+        item_ids, item = np.unique(items, return_inverse=True)
     else:
         item_ids = np.asarray(catalogue_ids, dtype=np.int64)
-        item = np.searchsorted(item_ids, table[:, 1].astype(np.int64))
-        unknown = np.flatnonzero(
-            (item >= len(item_ids)) | (item_ids[np.minimum(item, len(item_ids) - 1)] != table[:, 1])
-        )
+        item = np.searchsorted(item_ids, items)
+        unknown = np.flatnonzero((item >= len(item_ids)) | (item_ids[np.minimum(item, len(item_ids) - 1)] != items))
         if unknown.size:
             raise ValueError(
-                f"{path}, line {unknown[0] + skip + 1}: item_id {int(table[unknown[0], 1])} is not in the catalogue"
+                f"{path}, line {unknown[0] + skip + 1}: item_id {int(items[unknown[0]])} is not in the catalogue"
             )
-    return Ratings(user, item, table[:, 2].astype(np.float32), table[:, 3], user_ids, item_ids)
+    return Ratings(user, item, table["rating"].astype(np.float32), table["timestamp"], user_ids, item_ids)
+
+
+def _is_text_encoding(encoding: str) -> bool:
+    """Whether `open(..., encoding=encoding)` accepts it (a known codec, and one between bytes and text)."""
+    try:
+        io.TextIOWrapper(io.BytesIO(), encoding=encoding)
+    except LookupError:
+        return False
+    return True
 
 
 def _numbers(line: str, delimiter: str) -> bool:
@@ -260,24 +296,93 @@ def _numbers(line: str, delimiter: str) -> bool:
     return True
 
 
-def _first_bad_line(path: str, delimiter: str, skip: int) -> str:
-    """Why np.loadtxt refused the file, found by reading it line by line (only on failure)."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if number <= skip or not line.strip():
-                continue
-            fields = line.strip().split(delimiter)
-            if len(fields) != 4:
-                return (
-                    f"{path}, line {number}: expected 4 fields ({','.join(COLUMNS)}) separated by {delimiter!r}. "
-                    f"Received: {line.strip()!r}"
-                )
-            for name, value in zip(COLUMNS, fields):
-                try:
-                    float(value)
-                except ValueError:
-                    return f"{path}, line {number}: {name} is not a number. Received: {name}={value!r}"
-    return f"{path}: could not be read as rows of {','.join(COLUMNS)}"
+def _read_rows(path: str, delimiter: str, skip: int, encoding: str) -> np.ndarray:
+    """The rows np.loadtxt refused, read field by field, ids as Python integers (only on failure).
+
+    Returns them (ids written like `12.0` are read here) or raises a ValueError naming the first bad
+    line. Lines are taken as np.loadtxt takes them: `#` starts a comment, blank lines are skipped.
+    """
+    columns = [array.array("q"), array.array("q"), array.array("d"), array.array("d")]
+    first_row = None  # (line number, text) of the first row, when it does not have 4 fields
+    widths: set[int] = set()  # then, the numbers of fields of all rows
+    try:
+        with open(path, encoding=encoding) as f:
+            for number, line in enumerate(f, start=1):
+                text = line.split("#", 1)[0].strip()
+                if number <= skip or not text:
+                    continue
+                fields = text.split(delimiter)
+                if first_row is None and len(fields) != 4 and not columns[0]:
+                    first_row = (number, text)
+                if first_row is not None:  # only the numbers of fields matter now
+                    widths.add(len(fields))
+                    continue
+                if len(fields) != 4:
+                    raise ValueError(_wrong_width(path, number, text, delimiter))
+                for k, (column, name, value) in enumerate(zip(columns, COLUMNS, fields)):
+                    column.append((_parse_id if k < 2 else _parse_number)(path, number, name, value))
+    except UnicodeDecodeError:
+        raise ValueError(_decoding_error(path, encoding)) from None
+    if first_row is not None:
+        if len(widths) == 1:
+            raise ValueError(
+                f"{path}: rows have {widths.pop()} fields; expected 4 ({','.join(COLUMNS)}, MovieLens' layout)"
+            )
+        raise ValueError(_wrong_width(path, *first_row, delimiter))
+    table = np.empty(len(columns[0]), dtype=_ROW)
+    for column, name in zip(columns, COLUMNS):
+        table[name] = np.frombuffer(column, dtype=table.dtype[name]) if column else []
+    return table
+
+
+def _wrong_width(path: str, number: int, text: str, delimiter: str) -> str:
+    return (
+        f"{path}, line {number}: expected 4 fields ({','.join(COLUMNS)}) separated by {delimiter!r}. Received: {text!r}"
+    )
+
+
+def _parse_id(path: str, number: int, name: str, value: str) -> int:
+    """An id field as an exact integer in int64's range, or a ValueError naming the file, line and value."""
+    match = _INTEGER.fullmatch(value)
+    if match is None:
+        try:
+            float(value)
+        except ValueError:
+            raise ValueError(f"{path}, line {number}: {name} is not a number. Received: {name}={value!r}") from None
+        raise ValueError(f"{path}, line {number}: {name} must be an integer. Received: {name}={value.strip()}")
+    digits = match.group(1)
+    parsed = int(digits) if len(digits.lstrip("+-").lstrip("0")) <= 19 else None  # int() refuses 4301 digits
+    if parsed is None or not ID_RANGE[0] <= parsed <= ID_RANGE[1]:
+        shown = value.strip() if len(value.strip()) <= 40 else f"{value.strip()[:30]}... ({len(digits)} digits)"
+        raise ValueError(
+            f"{path}, line {number}: {name} must be in int64's range [-2**63, 2**63 - 1]. Received: {name}={shown}"
+        )
+    return parsed
+
+
+def _parse_number(path: str, number: int, name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{path}, line {number}: {name} is not a number. Received: {name}={value!r}") from None
+
+
+def _decoding_error(path: str, encoding: str) -> str:
+    """Where the file stops being `encoding` text (only on failure: reads the file again, line by line)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    advice = "pass the file's encoding with --encoding, e.g. --encoding latin-1"
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError as e:
+                bad = e.object[e.start : e.end]
+                return f"{path}, line {number}: not {encoding} text ({e.reason}); {advice}. Received: bytes {bad!r}"
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as e:
+            return f"{path}: not {encoding} text (it ends inside a character: {e.reason}); {advice}"
+    return f"{path}: not {encoding} text; {advice}"
 
 
 # ----------------------------------------------------------------------------- item embeddings
@@ -868,6 +973,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=4, help="logged sessions per simulated user (default: 4)")
     parser.add_argument("--ratings", metavar="PATH", help="logged ratings, CSV: user_id,item_id,rating,timestamp")
     parser.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="text encoding of the --ratings file (and of --write-ratings), e.g. latin-1 (default: utf-8)",
+    )
+    parser.add_argument(
         "--write-ratings", metavar="PATH", default="simulated_ratings.csv", help="where the simulated logs go"
     )
     parser.add_argument("--algo", choices=("td3bc", "ddpg", "td3"), default="td3bc", help="default: td3bc")
@@ -904,6 +1014,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--min-ratings must be at least 0. Received: {args.min_ratings}")
     if not 0.0 <= args.gamma <= 1.0:
         parser.error(f"--gamma must be in [0, 1]. Received: {args.gamma}")
+    if not _is_text_encoding(args.encoding):
+        parser.error(f"--encoding must be a text encoding Python knows. Received: {args.encoding!r}")
     args.parser = parser
     return args
 
@@ -919,7 +1031,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.ratings is None:
         sim = Simulator(args.items, args.users, seed=args.seed, session_length=args.session_length)
         logs = simulate_logs(sim, args.sessions, seed=args.seed)
-        write_ratings_csv(args.write_ratings, *logs)
+        write_ratings_csv(args.write_ratings, *logs, encoding=args.encoding)
         path = args.write_ratings
         print(
             f"No --ratings given: wrote {len(logs[0])} simulated ratings of {args.users} users and {args.items} items "
@@ -929,7 +1041,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         path, catalogue = args.ratings, None
     try:
-        ratings = read_ratings_csv(path, catalogue)
+        ratings = read_ratings_csv(path, catalogue, encoding=args.encoding)
     except (OSError, ValueError) as e:
         args.parser.error(str(e))
     positives = int((ratings.rating >= args.positive).sum())

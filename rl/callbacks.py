@@ -41,6 +41,12 @@ class Callback(keras.callbacks.Callback):
 
     env: Any = None
     _callback_list: CallbackList | None = None  # the list running this callback (set by `CallbackList`)
+    #: Whether the callback may read or change the agent's weights in its hooks. During a run an
+    #: agent may train a copy of its weights (the flat layout): for such a callback the run brings
+    #: the models up to date before each hook it overrides and takes back what the hook changed
+    #: afterwards, so it sees the live weights and its changes take effect. Callbacks that only log
+    #: set it to `False` to skip that work; plain Keras callbacks count as `True`.
+    touches_weights: bool = True
 
     def _set_env(self, env: Any) -> None:
         self.env = env
@@ -127,6 +133,18 @@ class CallbackList:
                     if getattr(cls, keras_name) is not getattr(keras.callbacks.Callback, keras_name):
                         self._hooks[name].append(getattr(cb, keras_name))
 
+    def guard_weights(self, before: Any, after: Any) -> None:
+        """Wraps each hook of a callback that may touch the agent's weights in `before()` / `after()`.
+
+        The run passes the agent's `sync_models` and `reload_models`: callbacks whose
+        `touches_weights` is true (plain Keras callbacks but `History` included) then read the
+        live weights and change them for good. Hooks of other callbacks run as they are.
+        """
+        for name in _HOOKS:
+            self._hooks[name] = [
+                _guarded(hook, before, after) if _touches_weights(hook.__self__) else hook for hook in self._hooks[name]
+            ]
+
     def set_model(self, model: Any) -> None:
         """Gives every callback the agent (Keras callbacks get it as their `model`)."""
         for cb in self.callbacks:
@@ -196,6 +214,24 @@ class CallbackList:
         return bool(self._hooks[name])
 
 
+def _touches_weights(cb: Any) -> bool:
+    if isinstance(cb, Callback):
+        return bool(cb.touches_weights)
+    return not isinstance(cb, keras.callbacks.History)
+
+
+def _guarded(hook: Any, before: Any, after: Any) -> Any:
+    def call(*args: Any) -> None:
+        before()
+        try:
+            hook(*args)
+        finally:
+            after()
+
+    call.__self__ = hook.__self__  # type: ignore[attr-defined]  # the callback, for a second guard_weights
+    return call
+
+
 def _format_metrics(names: list[str], values: np.ndarray) -> str:
     parts = []
     for name, value in zip(names, values):
@@ -206,6 +242,8 @@ def _format_metrics(names: list[str], values: np.ndarray) -> str:
 class TestLogger(Callback):
     """Prints each test episode's return and length."""
 
+    touches_weights = False  # it only logs
+
     def on_train_begin(self, logs: dict | None = None) -> None:
         print(f"Testing for {self.params['nb_episodes']} episodes ...")
 
@@ -215,6 +253,8 @@ class TestLogger(Callback):
 
 class TrainEpisodeLogger(Callback):
     """Prints one line per training episode: return, length, speed and mean metrics."""
+
+    touches_weights = False  # it only logs
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._train_start = time.perf_counter()
@@ -251,6 +291,8 @@ class TrainIntervalLogger(Callback):
     Args:
         interval: steps per interval. Defaults to `10000`.
     """
+
+    touches_weights = False  # it only logs
 
     def __init__(self, interval: int = 10000):
         super().__init__()
@@ -324,6 +366,8 @@ class FileLogger(Callback):
         interval: steps between writes, or `None` to write only at the end. Defaults to `None`.
     """
 
+    touches_weights = False  # it only logs
+
     def __init__(self, filepath: str | os.PathLike, interval: int | None = None):
         super().__init__()
         self.filepath = os.fspath(filepath)
@@ -382,6 +426,8 @@ class ModelIntervalCheckpoint(Callback):
         verbose: `1` prints a line per save. Defaults to `0`.
     """
 
+    touches_weights = False  # save_weights and save_checkpoint read the live weights themselves
+
     def __init__(self, filepath: str | os.PathLike, interval: int, verbose: int = 0):
         super().__init__()
         self.filepath = os.fspath(filepath)
@@ -411,6 +457,8 @@ class Checkpoint(Callback):
         interval: steps between checkpoints.
         verbose: `1` prints a line per save. Defaults to `0`.
     """
+
+    touches_weights = False  # save_weights and save_checkpoint read the live weights themselves
 
     def __init__(self, dirpath: str | os.PathLike, interval: int, verbose: int = 0):
         super().__init__()
@@ -480,6 +528,8 @@ class EvalCallback(Callback):
     agent.load_weights("best.weights.h5")  # the best evaluated weights
     ```
     """
+
+    touches_weights = False  # its nested test run brings the models up to date
 
     def __init__(
         self,
@@ -619,6 +669,8 @@ class TensorBoard(Callback):
     ```
     """
 
+    touches_weights = False  # it only logs
+
     def __init__(
         self,
         log_dir: str | os.PathLike = "logs",
@@ -718,6 +770,8 @@ class Visualizer(Callback):
     environment made without a `render_mode` gets a warning and is not shown.
     """
 
+    touches_weights = False  # it only logs
+
     def __init__(self) -> None:
         super().__init__()
         self.frames: list = []
@@ -761,6 +815,8 @@ class WandbLogger(Callback):
     agent.fit(env, nb_steps=50_000, callbacks=[WandbLogger(project="pendulum", mode="offline")])
     ```
     """
+
+    touches_weights = False  # it only logs
 
     def __init__(self, **kwargs: Any):
         super().__init__()

@@ -45,6 +45,15 @@ def save(agent: Any, dirpath: str | os.PathLike, env: Any = None) -> str:
     name = f"step-{agent.step:012d}-{uuid.uuid4().hex[:8]}"
     tmp = os.path.join(dirpath, f".{name}.tmp")
     final = os.path.join(dirpath, name)
+    index_path = os.path.join(dirpath, INDEX)
+    previous = _written_index(index_path)
+    # The index records what this save is about to write before it writes it: if the save is killed,
+    # the next one removes exactly that, and nothing else in the folder is ever deleted. (Before the
+    # first checkpoint there is no index to record it in: a killed first save may leave its hidden
+    # `.step-*.tmp` folder behind.)
+    pending = [p for p in previous.get("pending", []) if p not in (name, f".{name}.tmp")] + [f".{name}.tmp", name]
+    if "latest" in previous:
+        write_json_atomic(index_path, {**{k: v for k, v in previous.items() if k != "pending"}, "pending": pending})
     os.makedirs(tmp)
     try:
         state = {
@@ -74,14 +83,39 @@ def save(agent: Any, dirpath: str | os.PathLike, env: Any = None) -> str:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    write_json_atomic(os.path.join(dirpath, INDEX), {"latest": name, "state_sha256": state_digest})
-    for entry in os.listdir(dirpath):
+    write_json_atomic(index_path, {"latest": name, "state_sha256": state_digest})
+    # What the library wrote before: the previous checkpoint, and what killed saves recorded as pending.
+    written = ([previous["latest"]] if "latest" in previous else []) + pending
+    for entry in written:
         path = os.path.join(dirpath, entry)
-        old = NAME.fullmatch(entry) is not None
-        leftover = entry.startswith(".step-") and entry.endswith(".tmp")  # a save that was killed
-        if entry != name and (old or leftover) and os.path.isdir(path):
+        if entry != name and os.path.isdir(path):
             shutil.rmtree(path, ignore_errors=True)
     return final
+
+
+def _written_index(index_path: str) -> dict:
+    """What a previous save recorded in `checkpoint.json`: `latest` and `pending` names it wrote
+    (only names of the library's own form), or `{}` when there is no readable index."""
+    try:
+        index = read_json(index_path, what="checkpoint index")
+    except ValueError:
+        return {}
+    if not isinstance(index, dict):
+        return {}
+    out: dict = {}
+    if isinstance(index.get("latest"), str) and NAME.fullmatch(index["latest"]):
+        out["latest"] = index["latest"]
+        if isinstance(index.get("state_sha256"), str):
+            out["state_sha256"] = index["state_sha256"]
+    pending = index.get("pending")
+    if isinstance(pending, list):
+        out["pending"] = [
+            p
+            for p in pending
+            if isinstance(p, str)
+            and (NAME.fullmatch(p) or (p.startswith(".") and p.endswith(".tmp") and NAME.fullmatch(p[1:-4])))
+        ]
+    return out
 
 
 def load(agent: Any, dirpath: str | os.PathLike, env: Any = None) -> None:

@@ -146,7 +146,8 @@ class Agent:
 
     **What the loops call** (the protocol, besides `forward`, `backward` and the hooks):
     `begin_run(training, end_step)` / `end_run(training, aborted)` (the run's mode, nested
-    runs), `run_started(training)` (keras-rl's hooks), `np_random` (the agent's generator),
+    runs), `run_started(training)` (keras-rl's hooks), `sync_models()` / `reload_models()` (around
+    the hooks of callbacks that may touch weights), `np_random` (the agent's generator),
     `step`, `episode`, `training`, `stop_training`, `processor`. Agents that act for many
     environments at once add `forward_batch` / `backward_batch` (see
     `rl.agents.off_policy.OffPolicyAgent`).
@@ -313,6 +314,14 @@ class Agent:
         """Whether a run (`fit`, `test`, `fit_offline`, ...) is in progress."""
         return bool(self._outer_runs)
 
+    def sync_models(self) -> None:
+        """Brings the models' own variables up to date during a run (for agents that train a copy of
+        their weights, as `rl.engine.DeepAgent` does). Defaults to nothing: the models are the state."""
+
+    def reload_models(self) -> None:
+        """Takes what code outside the agent wrote into the models' variables during a run back into
+        the weights it trains (the counterpart of `sync_models`). Defaults to nothing."""
+
     def begin_run(self, training: bool, end_step: int | None = None) -> None:
         """Enters a run: plans it, calls `on_run_begin`, sets `training` and clears `stop_training`.
 
@@ -409,35 +418,19 @@ class Agent:
             raise ValueError("You must call `compile()` before calling `fit()`.")
         nb_steps = check_int("nb_steps", nb_steps, minimum=1)
         log_interval = check_int("log_interval", log_interval, minimum=1)
-        callbacks = loggers(True, verbose, log_interval) + list(callbacks or [])
-        if updates_per_vector_step is not None or _vector.is_vector_env(env):
-            return _vector.run_vector(
-                self,
-                env,
-                training=True,
-                nb_steps=nb_steps,
-                nb_episodes=None,
-                action_repetition=action_repetition,
-                callbacks=callbacks,
-                nb_max_start_steps=nb_max_start_steps,
-                nb_max_episode_steps=nb_max_episode_steps,
-                seed=seed,
-                updates_per_vector_step=updates_per_vector_step,
-            )
-        return _episode.run_episodes(
-            self,
-            env,
+        options = dict(
             training=True,
             nb_steps=nb_steps,
             nb_episodes=None,
             action_repetition=action_repetition,
-            callbacks=callbacks,
-            visualize=visualize,
+            callbacks=loggers(True, verbose, log_interval) + list(callbacks or []),
             nb_max_start_steps=nb_max_start_steps,
-            start_step_policy=start_step_policy,
             nb_max_episode_steps=nb_max_episode_steps,
             seed=seed,
         )
+        if updates_per_vector_step is not None or _vector.is_vector_env(env):
+            return _vector.run_vector(self, env, updates_per_vector_step=updates_per_vector_step, **options)
+        return _episode.run_episodes(self, env, visualize=visualize, start_step_policy=start_step_policy, **options)
 
     def test(
         self,
@@ -477,34 +470,19 @@ class Agent:
         if not self.compiled:
             raise ValueError("You must call `compile()` before calling `test()`.")
         nb_episodes = check_int("nb_episodes", nb_episodes, minimum=1)
-        callbacks = loggers(False, verbose) + list(callbacks or [])
-        if _vector.is_vector_env(env):
-            return _vector.run_vector(
-                self,
-                env,
-                training=False,
-                nb_steps=None,
-                nb_episodes=nb_episodes,
-                action_repetition=action_repetition,
-                callbacks=callbacks,
-                nb_max_start_steps=nb_max_start_steps,
-                nb_max_episode_steps=nb_max_episode_steps,
-                seed=seed,
-            )
-        return _episode.run_episodes(
-            self,
-            env,
+        options = dict(
             training=False,
             nb_steps=None,
             nb_episodes=nb_episodes,
             action_repetition=action_repetition,
-            callbacks=callbacks,
-            visualize=visualize,
+            callbacks=loggers(False, verbose) + list(callbacks or []),
             nb_max_start_steps=nb_max_start_steps,
-            start_step_policy=start_step_policy,
             nb_max_episode_steps=nb_max_episode_steps,
             seed=seed,
         )
+        if _vector.is_vector_env(env):
+            return _vector.run_vector(self, env, **options)
+        return _episode.run_episodes(self, env, visualize=visualize, start_step_policy=start_step_policy, **options)
 
     # ------------------------------------------------------------- checkpoints
     def save_checkpoint(self, dirpath: str | os.PathLike, env: Any = None) -> str:

@@ -88,7 +88,7 @@ class ActingPolicy:
         self.model_config = keras.saving.serialize_keras_object(acting)
         self.custom_objects = dict(agent.custom_model_objects)
         self.weights = [np.array(w) for w in acting_weights(agent)]
-        self.settings = {k: v for k, v in vars(agent).items() if _plain(v)}
+        self.settings = agent.acting_settings()
         self.random_process = copy.deepcopy(agent.random_process)
         self.processor = agent.processor
         self.window_length = int(agent.window_length)
@@ -240,19 +240,6 @@ def acting_weights(agent: Any) -> list[np.ndarray]:
     """
     agent.sync_models()
     return agent.policy_models()[0].get_weights()
-
-
-def _plain(value: Any) -> bool:
-    """Whether `value` is plain data (numbers, strings, small arrays and containers of them)."""
-    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
-        return True
-    if isinstance(value, np.ndarray):
-        return value.size <= 4096
-    if isinstance(value, (tuple, list, frozenset)):
-        return all(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
-    return False
 
 
 # ------------------------------------------------------------------ workers

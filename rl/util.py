@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +20,7 @@ import numpy as np
 __all__ = [
     "WhiteningNormalizer",
     "atomic_path",
+    "check_free_space",
     "check_int",
     "check_number",
     "clone_model",
@@ -80,6 +83,39 @@ def check_number(
         bound = "<=" if high_inclusive else "<"
         raise ValueError(f"`{name}` must be {bound} {high}. Received: {name}={value!r}")
     return value
+
+
+def check_free_space(folder: str | os.PathLike, nbytes: int, what: str, received: str) -> None:
+    """Raises `OSError` (ENOSPC) before a write of about `nbytes` that the disk cannot hold.
+
+    HDF5 (the `.weights.h5` files) may crash the process instead of raising when the disk fills
+    during a write, so savers check the free space first. The estimate includes a margin (10 %
+    and 1 MiB for the files' headers); a disk that other processes fill during the write is not
+    covered.
+
+    Args:
+        folder: where the files go (created if needed).
+        nbytes: the bytes about to be written.
+        what: what is written, for the message (e.g. "the checkpoint").
+        received: what the caller received, for the message (e.g. "filepath='ckpt'").
+
+    Raises:
+        OSError: with `errno.ENOSPC`, naming both sizes, when the free space is short.
+    """
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:  # the free space is not known: let the write try
+        return
+    needed = int(nbytes * 1.1) + 2**20
+    if free < needed:
+        raise OSError(
+            errno.ENOSPC,
+            f"Not enough free disk space to write {what}: about {needed / 2**20:.1f} MiB needed, "
+            f"{free / 2**20:.1f} MiB free in {folder!r}; nothing was written and what was saved before is intact. "
+            f"Received: {received}",
+        )
 
 
 @contextlib.contextmanager

@@ -266,11 +266,24 @@ def test_a_save_removes_what_killed_saves_left_and_nothing_else(ckpt):
     leftovers[0].write_text("{")
     leftovers[1].mkdir()
     (leftovers[1] / "actor.weights.h5").write_bytes(b"partial")
-    kept = [ckpt / "notes.txt", ckpt / "mine.tmp", ckpt / ".checkpoint.json.bak", ckpt / "step-notes"]
+    # A killed save recorded what it was writing in the index; the user keeps folders named like checkpoints.
+    index = json.loads((ckpt / "checkpoint.json").read_text())
+    index["pending"] = [".step-000000000017-0badc0de.tmp", "step-000000000017-0badc0de"]
+    (ckpt / "checkpoint.json").write_text(json.dumps(index))
+    kept = [
+        ckpt / "notes.txt",
+        ckpt / "mine.tmp",
+        ckpt / ".checkpoint.json.bak",
+        ckpt / "step-notes",
+        ckpt / "step-000000000099-abcdef12",  # a user's folder named like a checkpoint
+        ckpt / ".step-000000000005-00000000.tmp",  # not recorded by the index: not the library's to delete
+    ]
     kept[0].write_text("mine")
     kept[1].mkdir()
     kept[2].write_text("{}")
-    kept[3].mkdir()
+    for folder in kept[3:]:
+        folder.mkdir()
+    (kept[4] / "model.keras").write_bytes(b"user data")
     old = subfolder(ckpt)
     folder = agent.save_checkpoint(ckpt, env=env)
     assert not any(p.exists() for p in leftovers + [old])
@@ -280,3 +293,23 @@ def test_a_save_removes_what_killed_saves_left_and_nothing_else(ckpt):
     )
     agent.load_checkpoint(ckpt, env=env)
     assert agent.step == 17
+
+
+def test_a_save_killed_after_the_first_checkpoint_is_cleaned_by_the_next(ckpt, monkeypatch):
+    agent, env = trained_agent()
+    old = subfolder(ckpt)
+
+    def killed(folder):
+        raise KeyboardInterrupt  # the process stopped while the files were written
+
+    monkeypatch.setattr(agent, "save_checkpoint_files", killed)
+    with pytest.raises(KeyboardInterrupt):
+        agent.save_checkpoint(ckpt, env=env)
+    monkeypatch.undo()
+    assert json.loads((ckpt / "checkpoint.json").read_text())["latest"] == os.path.basename(old)
+    fresh, _ = trained_agent()
+    fresh.load_checkpoint(ckpt)  # the previous checkpoint is intact
+    folder = agent.save_checkpoint(ckpt, env=env)  # the next save completes and cleans up
+    assert sorted(p.name for p in ckpt.iterdir()) == sorted(["checkpoint.json", os.path.basename(folder)])
+    fresh.load_checkpoint(ckpt)
+    assert fresh.step == agent.step

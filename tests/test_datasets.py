@@ -263,3 +263,132 @@ def test_from_minari_data_collector(tmp_path, monkeypatch):
 def test_from_minari_refuses_other_objects():
     with pytest.raises(TypeError, match=r"`dataset` must be a Minari dataset.*minari.*extra"):
         SequentialMemory.from_minari([1, 2, 3])
+
+
+# ------------------------------------------------------------------ episodes of one step
+@pytest.mark.parametrize("flag", ["terminals", "truncations"])
+def test_episodes_of_one_step_each_are_transitions(flag):
+    rng = np.random.default_rng(0)
+    n = 6
+    data = {
+        "observations": rng.normal(size=(n, 3)),
+        "actions": rng.uniform(-1, 1, size=(n, 2)).astype(np.float32),
+        "rewards": np.arange(n, dtype=np.float32),
+        "terminals": np.full(n, flag == "terminals"),
+        "truncations": np.full(n, flag == "truncations"),
+        "next_observations": rng.normal(size=(n, 3)) + 100.0,  # every step ends its episode
+    }
+    memory = SequentialMemory.from_arrays(**data, seed=0)
+    assert memory.nb_transitions == n and memory.nb_entries == 2 * n
+    out = memory.to_arrays()
+    for key, value in data.items():
+        np.testing.assert_array_equal(out[key], value, err_msg=key)
+    seen = set()
+    for _ in range(10):
+        batch = memory.sample(6)
+        for s0, a, r, s1, t in zip(batch.state0[:, 0], batch.action, batch.reward, batch.state1[:, 0], batch.terminal):
+            step = int(r)
+            np.testing.assert_array_equal(s0, data["observations"][step])
+            np.testing.assert_array_equal(a, data["actions"][step])
+            np.testing.assert_array_equal(s1, data["next_observations"][step])
+            assert t == (flag == "terminals")
+            seen.add(step)
+    assert seen == set(range(n))
+
+
+def test_a_dataset_of_one_step():
+    memory = SequentialMemory.from_arrays([[1.0, 2.0]], [[0.5]], [3.0], [False], [True], next_observations=[[4.0, 5.0]])
+    batch = memory.sample(2)
+    np.testing.assert_array_equal(batch.state0[:, 0], [[1.0, 2.0]] * 2)
+    np.testing.assert_array_equal(batch.state1[:, 0], [[4.0, 5.0]] * 2)
+    np.testing.assert_array_equal(batch.terminal, [0.0, 0.0])
+
+
+# ------------------------------------------------------------------ Minari end flags
+class _Episode:
+    """What `from_minari` reads of a Minari episode."""
+
+    def __init__(self, id, steps, terminations=None, truncations=None):
+        self.id = id
+        self.observations = np.arange(steps + 1, dtype=np.float32)[:, None] + 10.0 * id
+        self.actions = np.zeros((steps, 1), np.float32)
+        self.rewards = np.ones(steps)
+        self.terminations = np.zeros(steps) if terminations is None else np.asarray(terminations)
+        self.truncations = np.eye(steps)[-1] if truncations is None else np.asarray(truncations)
+
+
+class _Dataset:
+    def __init__(self, episodes):
+        self.episodes = episodes
+
+    def iterate_episodes(self):
+        return iter(self.episodes)
+
+
+def test_from_minari_reads_flags_of_booleans_or_0_1():
+    memory = SequentialMemory.from_minari(_Dataset([_Episode(0, 3), _Episode(1, 2, terminations=[False, True])]))
+    out = memory.to_arrays()
+    np.testing.assert_array_equal(out["terminals"], [0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(out["truncations"], [0, 0, 1, 0, 0])
+
+
+@pytest.mark.parametrize("name", ["terminations", "truncations"])
+def test_from_minari_refuses_end_flags_that_are_not_booleans(name):
+    """A flag of 0.5 is refused (casting it to bool would end the episode there without a word)."""
+    flags = {"terminations": np.zeros(4), "truncations": np.zeros(4), name: [0.0, 0.5, 0.0, 1.0]}
+    dataset = _Dataset([_Episode(0, 3), _Episode(7, 4, **flags)])
+    with pytest.raises(
+        TypeError, match=rf"Episode 7's `{name}` must hold booleans \(or 0/1\).*Received: {name}\[1\]=0.5"
+    ):
+        SequentialMemory.from_minari(dataset)
+
+
+def test_from_minari_refuses_flags_of_another_length():
+    dataset = _Dataset([_Episode(0, 3, terminations=[0, 0, 0, 0])])
+    with pytest.raises(ValueError, match=r"Episode 0 must hold one `terminations` flag per action \(3\).*shape \(4,\)"):
+        SequentialMemory.from_minari(dataset)
+
+
+# ------------------------------------------------------------------ float64 observations, end to end
+def test_td3bc_trains_offline_on_float64_observations():
+    import keras
+    from keras import layers
+
+    from rl.agents import TD3BCAgent
+
+    rng = np.random.default_rng(0)
+    n = 300
+    # float32 rounds the first value by up to 0.5 (its spacing at 1e7 is 1): visible in the statistics.
+    obs = rng.normal(size=(n + 1, 3)) + np.array([1e7, 0.0, 0.0])
+    data = {
+        "observations": obs[:-1],
+        "actions": rng.uniform(-1, 1, size=(n, 1)).astype(np.float32),
+        "rewards": rng.normal(size=n),
+        "terminals": np.eye(n, dtype=bool)[-1],
+        "next_observations": obs[1:],
+    }
+    memory = SequentialMemory.from_arrays(**data, seed=0)
+    keras.utils.set_random_seed(0)
+    obs_in = keras.Input((3,))
+    actor = keras.Model(obs_in, layers.Dense(1, activation="tanh")(layers.Dense(16, activation="relu")(obs_in)))
+    action_in, critic_obs = keras.Input((1,)), keras.Input((3,))
+    hidden = layers.Dense(16, activation="relu")(layers.Concatenate()([action_in, critic_obs]))
+    critic = keras.Model([action_in, critic_obs], layers.Dense(1)(hidden))
+    agent = TD3BCAgent(
+        nb_actions=1, actor=actor, critic=critic, critic_action_input=action_in, memory=memory, batch_size=32,
+        jit_compile=False,
+    )  # fmt: skip
+    agent.compile(keras.optimizers.Adam(learning_rate=1e-3))
+    history = agent.fit_offline(4, verbose=0, log_interval=2, updates_per_call=2).history
+    assert agent.step == 4 and history["nb_steps"] == [2, 4]
+    for name in ("critic_loss", "actor_loss", "bc_loss"):
+        assert len(history[name]) == 2 and np.isfinite(history[name]).all(), name
+    # The statistics come from the dataset's own values, not from values rounded to float32.
+    np.testing.assert_allclose(agent.observation_mean, obs[:-1].mean(0), rtol=1e-7)
+    np.testing.assert_allclose(agent.observation_std, obs[:-1].std(0) + 1e-3, rtol=1e-4)
+    # The in-graph sampler returns the stored observations, rounded once to float32 for the networks.
+    batch = agent._dataset.sample(agent.seed_stream.next(), 64, 1)
+    stored = {tuple(o.astype(np.float32)): tuple(n.astype(np.float32)) for o, n in zip(obs[:-1], obs[1:])}
+    for s0, s1 in zip(batch.state0.numpy(), batch.state1.numpy()):
+        assert batch.state0.dtype == np.float32 and stored[tuple(s0)] == tuple(s1)
+    assert memory.sampling_arrays()["observations"].dtype == np.float64

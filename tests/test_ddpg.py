@@ -423,8 +423,9 @@ def test_gradient_clipping_keeps_the_flat_layout_and_its_results(monkeypatch, pa
 
 
 @pytest.mark.parametrize("pack_max", [4096, 20])
-def test_models_show_the_weights_fit_started_with_until_it_returns(monkeypatch, pack_max):
-    """With flat weights, the Keras models are refreshed when `fit` returns, all arrays alike."""
+def test_callbacks_see_live_weights_and_loggers_skip_the_copies(monkeypatch, pack_max):
+    """With flat weights, a callback's hooks see the current weights, all arrays alike; a callback
+    that declares `touches_weights = False` sees the models as `fit` found them (no copies)."""
     from rl.callbacks import Callback
 
     monkeypatch.setattr(layout_module, "PACK_MAX_SIZE", pack_max)
@@ -432,18 +433,31 @@ def test_models_show_the_weights_fit_started_with_until_it_returns(monkeypatch, 
     agent = make_agent(env, warmup=10)
     assert agent.flat_weights
     start = [w.copy() for w in agent.actor.get_weights()]
-    seen = []
+    seen, unsynced = [], []
 
     class Watch(Callback):
         def on_step_end(self, step, logs=None):
             if self.model.step == 60:
                 seen.append(self.model.actor.get_weights())
 
+    class Logs(Callback):
+        touches_weights = False
+
+        def on_step_end(self, step, logs=None):
+            if self.model.step == 60:
+                unsynced.append(self.model.actor.get_weights())
+
     agent.fit(env, nb_steps=80, verbose=0, callbacks=[Watch()])
     assert len(seen) == 1
-    for a, b in zip(seen[0], start):
+    assert all(not np.allclose(a, b) for a, b in zip(seen[0], start))  # trained by step 60
+    final = agent.actor.get_weights()
+    assert all(not np.allclose(a, b) for a, b in zip(final, seen[0]))  # 20 more steps trained
+    other = make_agent(CountingEnv(terminate_at=20), warmup=10)
+    start = [w.copy() for w in other.actor.get_weights()]
+    other.fit(CountingEnv(terminate_at=20), nb_steps=80, verbose=0, callbacks=[Logs()])
+    assert len(unsynced) == 1
+    for a, b in zip(unsynced[0], start):  # no copies for it: the models as fit found them
         np.testing.assert_array_equal(a, b)
-    assert all(not np.allclose(a, b) for a, b in zip(agent.actor.get_weights(), start))
 
 
 def test_hand_written_loop_trains_and_acts_with_current_weights():

@@ -226,13 +226,77 @@ def test_append_rejects_shape_changes():
         memory.append(np.zeros(2), [0.0, 1.0], 0.0, False, np.zeros(2))
 
 
-def test_memory_use_is_proportional_to_limit():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_memory_use_is_proportional_to_limit(dtype):
     memory = SequentialMemory(limit=100_000)
-    fill(memory, 1, 2)
-    nbytes = memory.nbytes
-    # per slot: the observation (1 float), the action, reward and terminal (3 floats), the position in
-    # the episode (int32) and a valid flag (1 byte)
-    assert nbytes == 100_000 * ((1 + 3 + 1) * 4 + 1)
+    memory.append(np.zeros(17, dtype), [0.0], 0.0, False, np.ones(17, dtype))
+    # per slot: the observation (17 values of its dtype), the action, reward and terminal (3 float32),
+    # the position in the episode (int32) and a valid flag (1 byte)
+    assert memory.nbytes == 100_000 * (17 * np.dtype(dtype).itemsize + (3 + 1) * 4 + 1)
+
+
+# ---------------------------------------------------------------- observation dtypes
+# float32 rounds these by up to 4 (at 1e8 its spacing is 8): only float64 storage returns them.
+LARGE = np.array([[1e8 + 0.5, -3.25, 123456789.123], [2e8 + 1.5, 7.0, 0.1]])
+
+
+def test_float64_observations_are_stored_and_sampled_with_their_values():
+    memory = SequentialMemory(limit=10, seed=0)
+    memory.append(LARGE[0], [0.0], 1.0, True, next_observation=LARGE[1])
+    batch = memory.sample(4)
+    assert batch.state0.dtype == batch.state1.dtype == np.float64
+    np.testing.assert_array_equal(batch.state0[:, 0], np.repeat(LARGE[:1], 4, axis=0))
+    np.testing.assert_array_equal(batch.state1[:, 0], np.repeat(LARGE[1:], 4, axis=0))
+    arrays = memory.to_arrays()
+    np.testing.assert_array_equal(arrays["observations"], LARGE[:1])
+    np.testing.assert_array_equal(arrays["next_observations"], LARGE[1:])
+    # Agents pack batches into float32 arrays: `sample_into` rounds once, as a float32 store did.
+    state0, state1 = np.zeros((4, 1, 3), np.float32), np.zeros((4, 1, 3), np.float32)
+    memory.sample_into(4, state0, state1, np.zeros((4, 3), np.float32))
+    np.testing.assert_array_equal(state0[:, 0], np.repeat(LARGE[:1].astype(np.float32), 4, axis=0))
+    np.testing.assert_array_equal(state1[:, 0], np.repeat(LARGE[1:].astype(np.float32), 4, axis=0))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.float16, np.float32, np.float64, np.bool_])
+def test_observations_keep_their_dtype(tmp_path, dtype):
+    obs = (np.arange(12).reshape(4, 3) % 2 if dtype is np.bool_ else np.arange(12).reshape(4, 3) * 20).astype(dtype)
+    online = SequentialMemory(limit=10, seed=0)
+    for t in range(3):
+        online.append(obs[t], [0.0], 0.0, t == 2, next_observation=obs[t + 1])
+    data = SequentialMemory.from_arrays(obs[:3], np.zeros((3, 1)), np.zeros(3), [0, 0, 1], next_observations=obs[1:])
+    for memory in (online, data):
+        out = memory.to_arrays()
+        assert out["observations"].dtype == out["next_observations"].dtype == dtype
+        np.testing.assert_array_equal(out["observations"], obs[:3])
+        assert memory.sample(2).state0.dtype == dtype
+        memory.save(tmp_path / "m.npz")  # saved files keep the dtype
+        restored = SequentialMemory(limit=memory.limit)
+        restored.load(tmp_path / "m.npz")
+        np.testing.assert_array_equal(restored.to_arrays()["observations"], obs[:3])
+        assert restored.to_arrays()["observations"].dtype == dtype
+
+
+def test_next_observations_of_a_wider_dtype_widen_the_store():
+    obs = LARGE.astype(np.float32)
+    data = SequentialMemory.from_arrays(obs[:1], [[0.0]], [0.0], [True], next_observations=LARGE[1:])
+    out = data.to_arrays()
+    assert out["observations"].dtype == np.float64
+    np.testing.assert_array_equal(out["observations"], obs[:1])
+    np.testing.assert_array_equal(out["next_observations"], LARGE[1:])  # the final observation is not rounded
+
+
+def test_a_file_of_float32_observations_still_loads(tmp_path):
+    """Earlier versions stored float observations as float32: their files load, as float32."""
+    path, arrays = saved_memory(tmp_path)
+    arrays["observations"] = arrays["observations"].astype(np.float32)
+    np.savez(tmp_path / "float32.npz", **arrays)
+    memory = SequentialMemory(limit=64, window_length=2, seed=1)
+    memory.load(tmp_path / "float32.npz")
+    out = memory.to_arrays()
+    assert out["observations"].dtype == np.float32
+    original = SequentialMemory(limit=64, window_length=2)
+    original.load(path)
+    np.testing.assert_array_equal(out["observations"], original.to_arrays()["observations"])
 
 
 # ---------------------------------------------------------------- sampling always terminates
@@ -377,7 +441,7 @@ TAMPERED = [
     ("negative episode step", set_item("episode_step", 3, -2), "episode_step"),
     ("episode_step int64", replace("episode_step", lambda a: a.astype(np.int64)), "episode_step"),
     ("observations cut", replace("observations", lambda a: a[:10]), "observations"),
-    ("observations float64", replace("observations", lambda a: a.astype(np.float64)), "observations"),
+    ("observations of strings", replace("observations", lambda a: a.astype("U8")), "observations"),
     ("rows of another width", replace("rows", lambda a: a[:, :2]), "rows"),
     ("rows float64", replace("rows", lambda a: a.astype(np.float64)), "rows"),
     ("action_shape wrong", replace("action_shape", lambda a: np.array([3])), "rows"),

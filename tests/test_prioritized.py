@@ -197,6 +197,67 @@ def test_importance_weights_and_beta_annealing():
     assert memory.last_indices[0] == 0 and memory.last_indices[1] != 10
 
 
+@pytest.mark.parametrize("td_error", [1e200, float(np.finfo(np.float64).max)])
+def test_huge_finite_td_errors_keep_the_tree_and_the_weights_finite(td_error):
+    memory = PrioritizedMemory(limit=10, alpha=2.0, beta=0.4, seed=0)
+    fill(memory, 3, episode=100)  # transitions in slots 0..2, the next observation in slot 3
+    memory.update_priorities(np.array([0]), np.array([td_error]))  # td_error ** 2 overflows float64
+    assert np.isfinite(memory.tree.total) and memory.tree.total == pytest.approx(memory.priority_cap)
+    assert memory.tree.leaves[0] == memory.priority_cap == np.finfo(np.float64).max / 20
+    assert np.isfinite(memory.priorities).all()
+    memory.sample(3, batch_idxs=np.array([0, 1, 2]))  # the huge priority beside two of 1
+    weights = memory.last_weights
+    assert np.isfinite(weights).all() and (weights > 0).all()
+    np.testing.assert_array_equal(weights, np.array([np.finfo(np.float32).tiny, 1.0, 1.0], np.float32))
+    for _ in range(3):
+        memory.sample(3)
+        assert np.isfinite(memory.last_weights).all() and (memory.last_weights > 0).all()
+    # The next transition gets the largest priority seen, clipped as well.
+    obs = np.array([3.0], np.float32)
+    memory.append(obs, np.array([0.0], np.float32), 0.0, False, obs + 1)
+    assert memory.tree.leaves[3] == memory.priority_cap
+    # Every transition at the cap: the total still fits in float64.
+    full = PrioritizedMemory(limit=10, alpha=2.0, seed=0)
+    fill(full, 9, episode=100)  # 9 transitions and the newest observation: every slot in use
+    full.update_priorities(np.arange(9), np.full(9, td_error))
+    assert np.isfinite(full.tree.total) and full.tree.total == pytest.approx(9 * full.priority_cap)
+    full.sample(8)
+    assert np.isfinite(full.last_weights).all() and (full.last_weights > 0).all()
+
+
+def test_ordinary_td_errors_give_the_same_priorities_and_weights_as_the_formulas():
+    """The cap and the weights' floor leave ordinary values bit for bit as they were."""
+    rng = np.random.default_rng(0)
+    for alpha, scale in ((0.6, 1.0), (1.0, 1e6), (2.0, 1e10)):
+        memory = PrioritizedMemory(limit=64, alpha=alpha, beta=0.4, beta_steps=10, epsilon=1e-6, seed=0)
+        fill(memory, 40)
+        for _ in range(5):
+            beta = memory.current_beta
+            memory.sample(16)
+            p = memory.tree.leaves[memory.last_indices]
+            expected = ((p * (1.0 / p.min())) ** -beta).astype(np.float32)
+            np.testing.assert_array_equal(memory.last_weights, expected)
+            td = rng.normal(size=16) * scale
+            memory.update_priorities(memory.last_indices, td)
+            last = {int(i): e for i, e in zip(memory.last_indices, td)}  # the last write wins on repeats
+            keys = np.array(list(last))
+            np.testing.assert_array_equal(
+                memory.tree.leaves[keys], (np.abs(np.array(list(last.values()))) + 1e-6) ** alpha
+            )
+
+
+def test_loaded_priorities_above_the_cap_are_clipped(tmp_path):
+    memory = PrioritizedMemory(limit=10, alpha=1.0, seed=0)
+    fill(memory, 4, episode=100)
+    memory.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["priority_leaves"] = np.where(arrays["priority_leaves"] > 0, 1e308, 0.0)  # finite; their sum is not
+    np.savez(tmp_path / "huge.npz", **arrays)
+    memory.load(tmp_path / "huge.npz")
+    assert np.isfinite(memory.tree.total) and memory.tree.total == pytest.approx(4 * memory.priority_cap)
+
+
 def test_save_load_round_trip_keeps_the_tree(tmp_path):
     memory = PrioritizedMemory(limit=40, alpha=0.6, seed=3)
     fill(memory, 25)

@@ -199,3 +199,58 @@ def test_with_candidates_the_critic_chooses_among_the_actors_nearest_items():
     policy = learned_policy("x", agent, index, candidates=3)
     assert policy.rank(states, [set(), {2}], 1)[:, 0].tolist() == [2, 3]  # item 4 is not among the 3 nearest
     assert policy.rank(states, [set(), set()], 2).tolist() == [[2, 1], [2, 1]]
+
+
+def test_ids_are_read_exactly_as_int64(tmp_path):
+    """Ids beyond 2**53 are not rounded through a float: 2**53 and 2**53 + 1 are two users, two items."""
+    big = 2**53
+    path = tmp_path / "big.csv"
+    path.write_text(f"user_id,item_id,rating,timestamp\n{big},{big + 1},5,10\n{big + 1},{big},4,11\n-{2**63},7,3,12\n")
+    data = read_ratings_csv(str(path))
+    assert data.user_ids.tolist() == [-(2**63), big, big + 1] and data.user.tolist() == [1, 2, 0]
+    assert data.item_ids.tolist() == [7, big, big + 1] and data.item.tolist() == [2, 1, 0]
+    written = tmp_path / "written.csv"
+    write_ratings_csv(str(written), data.user_ids[data.user], data.item_ids[data.item], data.rating, data.timestamp)
+    assert f"\n{big},{big + 1},5,10\n{big + 1},{big},4,11\n" in written.read_text()
+
+
+@pytest.mark.parametrize("value", [str(2**63), str(-(2**63) - 1), "1" + "0" * 5000])
+def test_ids_outside_int64_are_refused_with_the_file_and_line(tmp_path, value):
+    path = tmp_path / "huge.csv"
+    path.write_text(f"user_id,item_id,rating,timestamp\n1,2,5,10\n{value},3,4,11\n")
+    with pytest.raises(ValueError) as info:
+        read_ratings_csv(str(path))
+    message = str(info.value)
+    assert (
+        message.startswith(f"{path}, line 3: user_id must be in int64's range")
+        and f"Received: user_id={value[:30]}" in message
+    )
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("utilisateur,película,note,horodatage\n1,2,3,10\n1,3,2,11\n", 1),  # in the header
+        ("user_id,item_id,rating,timestamp\n1,2,3,10\n# exporté le 3 mai\n1,3,2,11\n", 3),  # further on
+    ],
+)
+def test_file_encoding_is_named_in_errors_and_chosen_with_encoding(tmp_path, capsys, text, line):
+    path = tmp_path / "latin.csv"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError) as info:
+        read_ratings_csv(str(path))
+    assert str(info.value).startswith(f"{path}, line {line}: not utf-8 text") and "--encoding" in str(info.value)
+    data = read_ratings_csv(str(path), encoding="latin-1")
+    assert data.user_ids.tolist() == [1] and data.item_ids.tolist() == [2, 3]
+    # On the command line: the decoding error names the file; with --encoding it is read (and found without likes).
+    with pytest.raises(SystemExit):
+        main(["--ratings", str(path)])
+    assert f"{path}, line {line}: not utf-8 text" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--ratings", str(path), "--encoding", "latin-1"])
+    assert "latin.csv: no rating is at least --positive=4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--ratings", str(path), "--encoding", "no-such-codec"])
+    assert "--encoding must be a text encoding Python knows. Received: 'no-such-codec'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="encoding must be a text encoding Python knows. Received: encoding='rot13'"):
+        read_ratings_csv(str(path), encoding="rot13")  # a codec, but from text to text

@@ -226,3 +226,51 @@ def test_rows_before_nb_steps_random_act_at_random():
     policy = agent.forward_batch(data["observations"])[:, 0]
     drawn = np.abs(data["actions"][:, 0] - policy) > 1e-4
     assert drawn.tolist() == [True] * 7 + [False] * 5
+
+
+class InPlaceEnv(StepEnv):
+    """StepEnv that returns one array it rewrites at every step and reset, as some simulators do."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.buffer = np.zeros(2, np.float32)
+
+    def _obs(self):
+        self.buffer[:] = super()._obs()
+        return self.buffer
+
+
+def in_place_vector_env(mode, vectorization="sync"):
+    fns = [
+        lambda: InPlaceEnv(terminate_at=3),
+        lambda: gym.wrappers.TimeLimit(InPlaceEnv(), max_episode_steps=4),
+    ]
+    if vectorization == "sync":
+        return SyncVectorEnv(fns, autoreset_mode=mode)
+    return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode, context="fork")
+
+
+@pytest.mark.parametrize("vectorization", ["sync", "async"])
+def test_same_step_with_an_env_that_reuses_its_observation_array_is_refused(vectorization):
+    env = in_place_vector_env(AutoresetMode.SAME_STEP, vectorization)
+    agent = build_agent("ddpg", StepEnv(), seed=0, warmup=5, batch_size=4)
+    try:
+        with pytest.raises(ValueError, match=r"Sub-environment 0 ended an episode with a final observation equal"):
+            agent.fit(env, nb_steps=40, verbose=0, seed=0)
+    finally:
+        env.close()
+    assert agent.step == 4  # two vector steps of two sub-environments; the refused one was not stored
+
+
+@pytest.mark.parametrize("vectorization", ["sync", "async"])
+def test_next_step_with_an_env_that_reuses_its_observation_array_is_exact(vectorization):
+    env = in_place_vector_env(AutoresetMode.NEXT_STEP, vectorization)
+    agent = build_agent("ddpg", StepEnv(), seed=0, warmup=5, batch_size=4)
+    try:
+        agent.fit(env, nb_steps=40, verbose=0, seed=0)
+    finally:
+        env.close()
+    data = agent.memory.to_arrays()
+    steps = data["next_observations"] - data["observations"]
+    assert len(steps) == agent.step >= 40
+    np.testing.assert_array_equal(steps, np.tile([1.0, 0.0], (len(steps), 1)))

@@ -19,7 +19,7 @@ from rl.core import Agent, Processor
 from rl.engine.compiled import CompiledFunctions, Signature, direct_mode
 from rl.engine.layout import FlatWeights, ParameterWeights, VariableWeights, apply_gradients, flat_layout_fits
 from rl.engine.xla import resolve_jit_compile
-from rl.util import atomic_path, clone_optimizer, get_optimizer
+from rl.util import atomic_path, check_free_space, clone_optimizer, get_optimizer
 
 __all__ = ["DeepAgent", "Nets", "read_weights_file", "save_weights_files", "weights_paths"]
 
@@ -123,6 +123,7 @@ class DeepAgent(Agent):
         self.nets = Nets()  # role -> weight layout, set by `compile`
         self.seed_stream = SeedStream()
         self._functions: CompiledFunctions | None = None
+        self._copies = CompiledFunctions(xla=False, fallback=False)
         self._flat_allowed = True
         # Whether the flat training state holds the current weights (the models' own variables
         # then lag behind until `_push`). Switched only by `_pull` and `_push`.
@@ -207,6 +208,7 @@ class DeepAgent(Agent):
         for group, opt in optimizers.items():
             opt.build([v for role in self.optimizer_groups[group] for v in self.nets[role].variables])
         self.optimizers = optimizers
+        self._copies = CompiledFunctions(xla=False, fallback=False)  # the weight copies, for these nets
         self._pulled = False
         self._functions = CompiledFunctions(self._resolve_xla(), fallback=self._jit_setting == "auto")
         self.compiled = True
@@ -365,8 +367,33 @@ class DeepAgent(Agent):
         during a run (`save_weights` and checkpoints do).
         """
         if self.flat_weights and self._pulled:
-            for net in self.nets.values():
-                net.push()
+            self._copy_weights("push")
+
+    def _copy_weights(self, direction: str) -> None:
+        """Copies every network's weights in one compiled call (`"push"`: into the models, `"pull"`:
+        out of them into the training state): far cheaper than an eager copy per array when a
+        callback's hooks need it at every step. Kept apart from `trace_count`'s functions."""
+        nets = list(self.nets.values())
+
+        def build() -> Callable[[tf.Tensor], tf.Tensor]:
+            def copy(x: tf.Tensor) -> tf.Tensor:
+                for net in nets:
+                    net.push_in_graph() if direction == "push" else net.pull_in_graph()
+                return x
+
+            return copy
+
+        self._copies.call(Signature(direction, None, 1), build, np.zeros(1, np.float32), may_use_xla=False)
+
+    def reload_models(self) -> None:
+        """Copies the models' own variables into the training state, when training keeps one.
+
+        The run calls it after each hook of a callback that may change weights (see
+        `rl.callbacks.Callback.touches_weights`), so that weights a callback sets during `fit`
+        are the ones training goes on from.
+        """
+        if self.flat_weights and self._pulled:
+            self._copy_weights("pull")
 
     def on_run_begin(self, training: bool) -> None:
         if training:
@@ -456,6 +483,10 @@ class DeepAgent(Agent):
         if not self.compiled:
             raise ValueError("You must call `compile()` before calling `save_checkpoint()`.")
         self.sync_models()
+        nbytes = sum(int(np.asarray(w).nbytes) for m in self.models.values() for w in m.get_weights())
+        nbytes += sum(int(np.prod(v.shape)) * 4 for opt in self.optimizers.values() for v in opt.variables)
+        nbytes += int(getattr(getattr(self, "memory", None), "nbytes", 0) or 0)
+        check_free_space(folder, nbytes, "the checkpoint", f"folder={folder!r}")
         for role, model in self.models.items():
             model.save_weights(os.path.join(folder, f"{role}.weights.h5"))
         for group, opt in self.optimizers.items():
@@ -572,6 +603,8 @@ def save_weights_files(
                 raise FileExistsError(
                     f"{path} already exists; pass overwrite=True to replace it. Received: filepath={filepath!r}"
                 )
+    nbytes = sum(int(np.asarray(w).nbytes) for model in models for w in model.get_weights())
+    check_free_space(os.path.dirname(os.path.abspath(paths[0])), nbytes, "the weights", f"filepath={filepath!r}")
     for model, path in zip(models, paths):
         with atomic_path(path) as tmp:
             model.save_weights(tmp)

@@ -94,6 +94,12 @@ class VariableWeights:
     def push(self) -> None:
         """Nothing to do: the model's variables are the state."""
 
+    def pull_in_graph(self) -> None:
+        """In a compiled function: what `pull` does (nothing here)."""
+
+    def push_in_graph(self) -> None:
+        """In a compiled function: what `push` does (nothing here)."""
+
 
 class ParameterWeights(VariableWeights):
     """A single trained variable that is not a network (e.g. SAC's log entropy coefficient)."""
@@ -170,6 +176,20 @@ class FlatWeights(VariableWeights):
             out.append(grads[0] * tf.gather(_clip_factor(l2sum, clipnorm), segments))
             grads = grads[1:]
         return out + [_clip_by_norm(g, clipnorm) for g in grads]
+
+    def pull_in_graph(self) -> None:
+        """In a compiled function: the training variables from the model's own (as `pull`)."""
+        weights = self.model.trainable_variables
+        if self.flat is not None:
+            self.flat.assign(tf.concat([tf.reshape(weights[i].value, [-1]) for i in self.packed], 0))
+        for i, v in zip(self.unpacked, self.own):
+            v.assign(weights[i].value)
+
+    def push_in_graph(self) -> None:
+        """In a compiled function: the model's own variables from the training ones (as `push`)."""
+        weights = self.model.trainable_variables
+        for i, value in enumerate(self._values()):
+            weights[i].assign(value)
 
     def pull(self) -> None:
         weights = self.model.trainable_variables

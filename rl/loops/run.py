@@ -85,6 +85,8 @@ class Run:
         if env is not None:
             self.callbacks.set_env(env)
         self.callbacks.set_params(params)
+        # Callbacks that may read or set weights see the live ones, and what they set is trained on.
+        self.callbacks.guard_weights(agent.sync_models, agent.reload_models)
         self.aborted = False
 
     def wants(self, hook: str) -> bool:

@@ -284,6 +284,8 @@ class _VectorSteps:
             final = np.array(next_obs, copy=True)
             for i in np.flatnonzero(same_step_reset):
                 final[i] = infos["final_obs"][i]
+                if np.array_equal(final[i], next_obs[i]):
+                    raise ValueError(_aliased_final_observation(env, int(i)))
             want_info = processor is not None or step_logs
             row_infos = [_row_info(infos, i) if want_info else {} for i in range(n)]
             if processor is None:
@@ -361,6 +363,18 @@ class _VectorSteps:
             if training or episodes_done < nb_episodes:
                 for i in np.flatnonzero(starting):
                     self.begin_episode(int(i))
+
+
+def _aliased_final_observation(env: Any, i: int) -> str:
+    return (
+        f"Sub-environment {i} ended an episode with a final observation equal to the first observation of its "
+        "next episode. With autoreset_mode=SAME_STEP this is what an environment that writes its observations into "
+        "one array it reuses gives: the reset overwrites the final observation before the vector environment "
+        "hands it back, and a truncated episode would bootstrap from the wrong state. Return a copy from the "
+        "environment's step and reset (`observation.copy()`), or create the vector environment with "
+        "autoreset_mode=gymnasium.vector.AutoresetMode.NEXT_STEP (gymnasium's default), which is exact either way. "
+        f"Received: env={env!r} with env.metadata['autoreset_mode']=AutoresetMode.SAME_STEP"
+    )
 
 
 def _finite_bounds(space: Any) -> tuple[Any, Any]:

@@ -48,6 +48,47 @@ def dataset_flags(name: str, value: Any, n: int) -> np.ndarray:
     return array.astype(bool)
 
 
+def episode_flags(episode: Any, name: str, nb_steps: int) -> np.ndarray:
+    """A Minari episode's end flags `episode.<name>` as booleans of shape `(nb_steps,)` (for `from_minari`).
+
+    The flags must be booleans or 0/1, as `from_arrays` requires of `terminals` and `truncations`:
+    casting another value (say `0.5`) to `bool` would end an episode without a word.
+
+    Args:
+        episode: a Minari episode (with `id` and the flags as attribute `name`).
+        name: `"terminations"` or `"truncations"`.
+        nb_steps: the episode's number of steps (of actions).
+
+    Returns:
+        A boolean array of shape `(nb_steps,)`.
+
+    Raises:
+        TypeError: naming the episode, the array and the first value that is not a boolean or 0/1.
+        ValueError: if the episode holds another number of flags than of steps.
+    """
+    value = getattr(episode, name)
+    array = np.asarray(value)
+    numeric = array.dtype.kind in "biuf"
+    ok = np.isin(array, (0, 1)) if numeric else None
+    if not numeric or not ok.all():
+        if numeric:
+            bad = np.argwhere(~ok)[0]
+            where = ", ".join(str(int(i)) for i in bad)
+            received = f"{name}[{where}]={array[tuple(bad)].item()!r}"
+        else:
+            received = f"{name} of dtype {array.dtype}: {value!r:.200}"
+        raise TypeError(
+            f"Episode {episode.id}'s `{name}` must hold booleans (or 0/1), one per step, as `from_arrays` requires "
+            f"of its end flags. Received: {received}"
+        )
+    if array.shape != (nb_steps,):
+        raise ValueError(
+            f"Episode {episode.id} must hold one `{name}` flag per action ({nb_steps}). "
+            f"Received: {name} of shape {array.shape}"
+        )
+    return array.astype(bool)
+
+
 def from_arrays(
     cls: type,
     observations: Any,
@@ -102,8 +143,8 @@ def from_arrays(
             stacklevel=3,  # the caller of SequentialMemory.from_arrays
         )
     if nxt is not None:
-        inside = np.flatnonzero(~ends[:-1])  # steps whose next observation is the next row
-        same = (nxt[inside] == obs[inside + 1]).reshape(len(inside), -1).all(axis=1)
+        inside = np.flatnonzero(~ends[:-1])  # steps whose next observation is the next row (none if all end)
+        same = (nxt[inside] == obs[inside + 1]).all(axis=tuple(range(1, obs.ndim)))  # [len(inside)]
         if not same.all():
             t = int(inside[np.argmin(same)])
             raise ValueError(
@@ -126,7 +167,9 @@ def from_arrays(
             f"`limit` is too small for the dataset: it needs {size} slots ({n} steps and {int(extra.sum())} final "
             f"observations). Received: limit={limit}"
         )
-    memory._allocate(obs[0], act[0].astype(np.float32))
+    # The observations keep their dtype (and `next_observations`'s, when it is another).
+    obs_dtype = obs.dtype if nxt is None else np.promote_types(obs.dtype, nxt.dtype)
+    memory._allocate(obs[0], act[0].astype(np.float32), dtype=obs_dtype)
     starts = np.concatenate([[0], np.flatnonzero(ends[:-1]) + 1])  # first step of each episode
     episode_of_step = np.cumsum(np.isin(np.arange(n), starts)) - 1
     position = np.arange(n) - starts[episode_of_step]
@@ -169,8 +212,8 @@ def from_minari(
         parts["next"].append(observations[1:])
         parts["act"].append(actions)
         parts["rew"].append(np.asarray(episode.rewards))
-        parts["term"].append(np.asarray(episode.terminations, dtype=bool))
-        parts["trunc"].append(np.asarray(episode.truncations, dtype=bool))
+        parts["term"].append(episode_flags(episode, "terminations", t))
+        parts["trunc"].append(episode_flags(episode, "truncations", t))
     if not parts["obs"]:
         raise ValueError(f"The Minari dataset holds no episode. Received: dataset={dataset!r:.200}")
     arrays = {k: np.concatenate(v) for k, v in parts.items()}

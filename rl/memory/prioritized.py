@@ -15,6 +15,9 @@ from rl.util import check_int, check_number
 
 __all__ = ["PrioritizedMemory", "SumTree"]
 
+# The smallest positive normal float32: the floor of the importance-sampling weights.
+_MIN_WEIGHT = float(np.finfo(np.float32).tiny)
+
 
 def _tree_kernels(compiled: bool | None):
     """The compiled sum-tree loops (`rl._tree_kernels`) if numba is there and `compiled` allows them."""
@@ -195,6 +198,13 @@ class PrioritizedMemory(SequentialMemory):
     Sampling is stratified: the total priority is cut into `batch_size` equal segments and one
     transition is drawn from each.
 
+    Every finite TD error keeps the tree finite: a leaf `p_i^alpha` is clipped to
+    `priority_cap`, the largest float64 over `2 * limit` (about `9e307 / limit`), so that the
+    sum of all leaves stays finite, and an importance weight too small for float32 is floored
+    at float32's smallest normal value (about `1.2e-38`), so that a drawn transition never
+    weighs exactly `0`. Both limits lie far beyond ordinary TD errors, whose priorities and
+    weights they leave unchanged.
+
     Args:
         limit: number of slots, as in `SequentialMemory`.
         alpha: how much the priorities count, >= 0 (`0`: uniform sampling). Defaults to `0.6`.
@@ -246,8 +256,28 @@ class PrioritizedMemory(SequentialMemory):
         return self.beta + (1.0 - self.beta) * min(1.0, self.nb_batches / self.beta_steps)
 
     @property
+    def priority_cap(self) -> float:
+        """The largest value of a leaf of the tree, the largest float64 over `2 * limit`.
+
+        A transition's leaf is `p_i^alpha` clipped to this cap, so that the sum of `limit` leaves
+        (the tree's total) stays finite in float64 for every finite TD error.
+        """
+        return float(np.finfo(np.float64).max) / (2 * self.limit)
+
+    def _leaf_of_max_priority(self) -> float:
+        """The leaf of a new transition: `max_priority^alpha`, clipped to `priority_cap`."""
+        try:
+            value = self.max_priority**self.alpha
+        except OverflowError:  # Python floats raise where numpy would give inf
+            return self.priority_cap
+        return min(value, self.priority_cap)
+
+    @property
     def priorities(self) -> np.ndarray:
-        """Each slot's priority `p_i` (`0` for slots that start no transition), `[limit]` (a copy)."""
+        """Each slot's priority `p_i` (`0` for slots that start no transition), `[limit]` (a copy).
+
+        A priority whose `p_i^alpha` was clipped to `priority_cap` reads as `priority_cap^(1 / alpha)`.
+        """
         leaves = self.tree.leaves
         if self.alpha == 0:
             return np.where(leaves > 0, 1.0, 0.0)
@@ -262,14 +292,14 @@ class PrioritizedMemory(SequentialMemory):
 
     def _store(self, *args: Any, **kwargs: Any) -> None:
         super()._store(*args, **kwargs)
-        self.tree.set_one((self._pending - 1) % self.limit, self.max_priority**self.alpha)
+        self.tree.set_one((self._pending - 1) % self.limit, self._leaf_of_max_priority())
 
     def _sync_tree(self) -> None:
         """Gives every stored transition without a priority the maximum one (memories built from data)."""
         leaves = self.tree.leaves
         missing = self._valid & (leaves == 0)
         if missing.any():
-            leaves[missing] = self.max_priority**self.alpha
+            leaves[missing] = self._leaf_of_max_priority()
             leaves[~self._valid] = 0.0
             self.tree.rebuild()
 
@@ -318,14 +348,25 @@ class PrioritizedMemory(SequentialMemory):
         if low <= 0:  # slots drawn uniformly or by position may have no priority yet
             p = np.where(p > 0, p, p[p > 0].min() if (p > 0).any() else 1.0)
             low = p.min()
-        self.last_weights = ((p * (1.0 / low)) ** -self.current_beta).astype(np.float32)
+        beta = self.current_beta
+        with np.errstate(over="ignore"):
+            ratio = p * (1.0 / low)
+            weights = ratio**-beta
+        huge = ratio == np.inf
+        if huge.any():  # the ratio overflows float64: the same weight from logarithms
+            weights[huge] = np.exp(-beta * (np.log(p[huge]) - np.log(low)))
+        weights = weights.astype(np.float32)
+        self.last_weights = np.maximum(weights, _MIN_WEIGHT, out=weights)  # never 0 (see the class docstring)
         self.last_indices = idx
         self.nb_batches += 1
 
     def update_priorities(self, indices: Any, td_errors: Any) -> None:
         """Sets the priorities of sampled transitions to `|td_errors| + epsilon`.
 
-        Slots that no longer start a transition (overwritten since the draw) are left alone.
+        Slots that no longer start a transition (overwritten since the draw) are left alone. A
+        leaf `(|td_error| + epsilon)^alpha` larger than `priority_cap` is clipped to it, so
+        that the tree's total stays finite for every finite TD error (`max_priority` keeps the
+        unclipped value).
 
         Args:
             indices: slots, as `last_indices` returned them, `[B]` integers in `[0, limit)`.
@@ -353,7 +394,9 @@ class PrioritizedMemory(SequentialMemory):
             return
         p = err + self.epsilon
         self.max_priority = max(self.max_priority, float(p.max()))
-        self.tree.set(idx, p**self.alpha)
+        with np.errstate(over="ignore"):  # a leaf that overflows to inf is clipped to the cap
+            leaves = p**self.alpha
+        self.tree.set(idx, np.minimum(leaves, self.priority_cap, out=leaves))
 
     def sampling_arrays(self) -> dict[str, np.ndarray]:
         """Not available: samplers outside the memory would ignore the priorities.
@@ -394,6 +437,6 @@ class PrioritizedMemory(SequentialMemory):
     def set_state(self, state: dict[str, Any]) -> None:
         """Replaces the contents, sampling state and priorities with `state`, as `read_state` returned it."""
         super().set_state(state)
-        self.tree.leaves[:] = state["priority_leaves"]
+        self.tree.leaves[:] = np.minimum(state["priority_leaves"], self.priority_cap)  # files of earlier versions
         self.tree.rebuild()
         self.max_priority, self.nb_batches = state["priority_state"]

@@ -31,6 +31,14 @@ class SequentialMemory:
     O(batch_size), vectorised, and seeded, and always returns: when few stored transitions can be
     sampled, the memory finds them exactly (O(limit)), and when none can, `sample` raises.
 
+    Observations are stored in the dtype of the first one stored (`from_arrays`: of the dataset's
+    arrays), so that they come back with the values they went in with: float64 stays float64
+    (twice the bytes of float32), float32 stays float32, uint8 images stay uint8. Later
+    observations are converted to that dtype. Agents feed their networks float32 whatever the
+    stored dtype; to store float64 observations as float32, convert them before they reach the
+    memory (e.g. `gymnasium.wrappers.DtypeObservation(env, np.float32)`). Actions and rewards
+    are stored as float32 (see `TransitionRows`).
+
     Args:
         limit: number of slots (transitions plus one final observation per finished episode), at
             least `window_length + 1`.
@@ -130,9 +138,13 @@ class SequentialMemory:
         """Number of transitions that `sample` can return."""
         return self._nb_valid
 
-    def _allocate(self, observation: np.ndarray, action: np.ndarray) -> None:
-        """Creates the observation and row arrays, shaped for `observation` and `action`."""
-        obs_dtype = np.float32 if observation.dtype.kind == "f" else observation.dtype
+    def _allocate(self, observation: np.ndarray, action: np.ndarray, dtype: np.dtype | None = None) -> None:
+        """Creates the observation and row arrays, shaped for `observation` and `action`.
+
+        The observations are stored in `dtype`, by default `observation`'s own: float64 stays
+        float64, float32 float32, uint8 uint8 (see the class docstring).
+        """
+        obs_dtype = observation.dtype if dtype is None else np.dtype(dtype)
         self._observations = np.zeros((self.limit,) + observation.shape, dtype=obs_dtype)
         self._action_shape = action.shape
         self._layout = TransitionRows(int(np.prod(action.shape)))
@@ -550,8 +562,16 @@ class SequentialMemory:
         observation of the step before it, not as a transition of its own. When the last
         episode has no end flag it is kept as truncated, with a warning.
 
+        The observations are stored in their own dtype, so that sampled and exported values are
+        the dataset's exactly: float64 stays float64 (8 bytes per value, twice float32's),
+        float32 stays float32, integers and uint8 images keep their dtype. When
+        `next_observations` has another dtype, both are stored in the dtype numpy promotes the
+        two to (`np.promote_types`: float64 for float32 and float64). Cast the
+        arrays first to store less (e.g. `observations.astype(np.float32)`). Actions and rewards
+        are stored as float32.
+
         Args:
-            observations: `s_t`, shape `(N,) + obs_shape`, numbers.
+            observations: `s_t`, shape `(N,) + obs_shape`, numbers, stored in their dtype.
             actions: `a_t`, shape `(N,) + action_shape` (e.g. `(N, nb_actions)`), numbers.
             rewards: `r_t`, shape `(N,)`.
             terminals: `True` (or 1) where the episode terminated after step `t`, shape `(N,)`.
@@ -616,8 +636,10 @@ class SequentialMemory:
             A `SequentialMemory` holding every episode of `dataset`.
 
         Raises:
-            TypeError: if `dataset` is not a Minari dataset, or its observations or actions
-                are not arrays (flatten dictionary spaces first).
+            TypeError: if `dataset` is not a Minari dataset, its observations or actions are
+                not arrays (flatten dictionary spaces first), or an episode's `terminations` or
+                `truncations` hold a value other than a boolean or 0/1 (naming the episode, the
+                array and the value), as `from_arrays` refuses such end flags.
             ValueError: as `from_arrays`, or if an episode's arrays do not fit together.
 
         Example:

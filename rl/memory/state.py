@@ -2,8 +2,9 @@
 
 A `SequentialMemory` file holds `config` (`[limit, window_length, ignore_episode_boundaries]`),
 `counters` (`[next, size, nb_valid, pending, open]`), `episode_step`, `valid` and `rng_state`, and,
-once something is stored, `observations`, `rows` (see `TransitionRows`) and `action_shape`. A
-`PrioritizedMemory` file adds `priority_leaves` and `priority_state` (`[max_priority, nb_batches]`).
+once something is stored, `observations` (in the dtype they were stored in), `rows` (see
+`TransitionRows`) and `action_shape`. A `PrioritizedMemory` file adds `priority_leaves` and
+`priority_state` (`[max_priority, nb_batches]`).
 An `EpisodeParameterMemory` file holds `config` (`[limit, window_length]`), `counters`
 (`[next, size]`), `returns`, `episode_reward`, `rng_state` and, once an episode is stored, `params`.
 `rng_state` is the sampling generator's PCG64 state as 10 uint64 values.
@@ -178,8 +179,9 @@ def read_sequential_state(filepath: str | os.PathLike, limit: int, window_length
         observations, rows = arrays["observations"], arrays["rows"]
         if observations.ndim < 1 or observations.shape[0] != limit:
             raise bad("observations", f"an array of {limit} rows", observations.shape)
-        if observations.dtype != np.float32 and observations.dtype.kind not in "biuc":
-            raise bad("observations", "float32, or of integer, boolean or complex dtype", observations.dtype)
+        # Observations keep the dtype they were stored in (files of earlier versions hold float32).
+        if observations.dtype.kind not in "biufc":
+            raise bad("observations", "of a float, integer, boolean or complex dtype", observations.dtype)
         shape_array = arrays["action_shape"]
         if shape_array.dtype.kind not in "iu" or shape_array.ndim != 1 or (shape_array < 0).any():
             raise bad("action_shape", "a 1-D array of non-negative integers", shape_array)
