@@ -2,6 +2,7 @@
 
 from rl.agents import DDPGAgent
 from rl.core import Agent, Processor
+from rl.export import load_policy
 from rl.memory import SequentialMemory
 from rl.random import GaussianWhiteNoiseProcess, OrnsteinUhlenbeckProcess
 
@@ -14,5 +15,6 @@ __all__ = [
     "OrnsteinUhlenbeckProcess",
     "Processor",
     "SequentialMemory",
+    "load_policy",
     "__version__",
 ]

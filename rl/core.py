@@ -75,6 +75,29 @@ class Processor:
         """Returns a batch of states `(B, window_length) + obs_shape` as the networks' input(s)."""
         return batch
 
+    def export_metadata(self) -> dict:
+        """What an export records about the processor: its class, and the hooks the program serving
+        the export applies itself (`process_observation` and `process_action`, where overridden)."""
+        hooks = ("process_observation", "process_action")
+        caller = [name for name in hooks if getattr(type(self), name) is not getattr(Processor, name)]
+        return {"class": type(self).__name__, "caller_applies": caller}
+
+    def export_state_batch(self, batch: Any) -> Any:
+        """In the graph, for `Agent.export`: what `process_state_batch` does, with TensorFlow ops.
+
+        `batch` is a float32 tensor `(B, window_length) + obs_shape`; return a tensor or a list of
+        tensors, one per network input. Defaults to the batch itself when `process_state_batch` is
+        not overridden; a processor that overrides it implements this to be exportable. The
+        processor's `process_observation`, `process_reward` and `process_action` are not part of an
+        export: the program serving it applies them (the export's metadata lists them).
+
+        Raises:
+            NotImplementedError: if `process_state_batch` is overridden and this is not.
+        """
+        if type(self).process_state_batch is not Processor.process_state_batch:
+            raise NotImplementedError(type(self).__name__)
+        return batch
+
     @property
     def metrics(self) -> list[float]:
         """Extra metrics reported with the agent's. Defaults to none."""
@@ -483,6 +506,41 @@ class Agent:
         if _vector.is_vector_env(env):
             return _vector.run_vector(self, env, **options)
         return _episode.run_episodes(self, env, visualize=visualize, start_step_policy=start_step_policy, **options)
+
+    # ------------------------------------------------------------------ export
+    def export(self, path: str | os.PathLike, format: str = "saved_model", overwrite: bool = False) -> str:
+        """Writes the test-mode policy as a self-contained SavedModel or LiteRT file (see `rl.export`).
+
+        The artifact's serving function takes a float32 batch of observations `[B, *obs_shape]`
+        (windows `[B, window_length, *obs_shape]` when `window_length > 1`), as `forward` receives
+        them, and returns what `forward` returns in test mode (`action`; value-based agents also
+        their Q-values). It needs neither this library nor Python to run: TF Serving, TensorFlow,
+        or LiteRT's interpreter.
+
+        Args:
+            path: the folder (`"saved_model"`) or file (`"tflite"`) to write.
+            format: `"saved_model"` or `"tflite"`. Defaults to `"saved_model"`.
+            overwrite: replace what is at `path`. Defaults to `False`.
+
+        Returns:
+            `path`.
+
+        Raises:
+            ValueError: for an unknown format, an agent not compiled or that has not seen an
+                observation yet, a processor whose `process_state_batch` has no
+                `export_state_batch`, or a test policy the export cannot express.
+            FileExistsError: if `path` exists and `overwrite` is `False`.
+            PermissionError: if the folder to write into is read-only (missing folders are created).
+        """
+        from rl.export import export_policy  # TensorFlow's converters load only when exporting
+
+        return export_policy(self, path, format=format, overwrite=overwrite)
+
+    def serving_policy(self) -> Any:
+        """What `export` writes: an `rl.export.ServingPolicy` (the graph function of the test-mode
+        policy, its input shape, the models it reads, metadata). Agents that can be exported
+        implement it."""
+        raise ValueError(f"{type(self).__name__} cannot be exported. Received: agent={self!r}")
 
     # ------------------------------------------------------------- checkpoints
     def save_checkpoint(self, dirpath: str | os.PathLike, env: Any = None) -> str:

@@ -139,6 +139,24 @@ class MultiInputProcessor(Processor):
                 per_input[k].append(windows[k])
         return [np.asarray(x) for x in per_input]
 
+    def export_state_batch(self, batch: Any) -> list[Any]:
+        """In the graph, for `Agent.export`: packed states `(B, window_length, total_size)` split into
+        one tensor per network input, as `process_state_batch` splits arrays.
+
+        Raises:
+            ValueError: if no observation was packed yet (the parts' shapes are unknown).
+        """
+        import tensorflow as tf
+
+        if self.shapes is None:
+            raise ValueError(
+                "MultiInputProcessor cannot be exported before it has packed an observation: the parts' shapes are "
+                "unknown. Received: shapes=None"
+            )
+        lead = tf.shape(batch)[:-1]
+        parts = tf.split(batch, self._sizes, axis=-1)
+        return [tf.reshape(p, tf.concat([lead, tf.constant(s, tf.int32)], 0)) for p, s in zip(parts, self.shapes)]
+
     def get_config(self) -> dict[str, Any]:
         """Returns the constructor arguments."""
         return {"nb_inputs": self.nb_inputs}

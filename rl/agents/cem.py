@@ -196,6 +196,19 @@ class CEMAgent(Agent):
             names += list(self.processor.metrics_names)
         return names
 
+    def serving_policy(self) -> Any:
+        """The test-mode policy `argmax(scores)` of the best weights seen, with the scores, for
+        `export` (see `rl.export`).
+
+        Raises:
+            ValueError: if the agent has not acted yet, or its processor batches states in Python only.
+        """
+        from rl.export import greedy_serving_policy
+
+        return greedy_serving_policy(
+            self, self.model, self._input_shapes, self._obs_shape, self.window_length, scores_name="scores"
+        )
+
     def check_env(self, env: Any) -> None:
         space = getattr(env, "action_space", None)
         maps_actions = (

@@ -34,6 +34,7 @@ from rl.engine.batch import GraphBatch, TrainOptions, UpdateStep
 from rl.engine.dataset import GraphDataset
 from rl.engine.inputs import (
     acting_fields,
+    export_states,
     fit_state_shapes,
     fits,
     model_input,
@@ -624,6 +625,66 @@ class OffPolicyAgent(OfflineTraining, DeepAgent):
                 self._updates += self.gradient_steps
             self._scheduled = TrainOptions(groups or frozenset(), first, hard)
         return metrics
+
+    # ------------------------------------------------------------------ export
+    def serving_policy(self) -> Any:
+        """The test-mode policy as one graph function, for `export` (see `rl.export`).
+
+        The function takes a float32 batch `[B, *obs_shape]` (`[B, window_length, *obs_shape]`
+        with windows), runs the processor's `export_state_batch` and `act_graph` on the networks'
+        own variables (test mode: no noise), and returns `serving_outputs` of the result.
+
+        Raises:
+            ValueError: if the agent has not seen an observation yet, or its processor or test
+                policy cannot be expressed in the graph.
+        """
+        from rl.export import ServingPolicy, processor_metadata  # imported here: loaded only when exporting
+
+        if self._input_shapes is None:
+            raise ValueError(
+                f"{type(self).__name__} has not seen an observation yet, so its input shapes are unknown: call "
+                f"fit or test first (or forward on an observation). Received: agent={self!r}"
+            )
+        w, shapes, processor = self.window_length, list(self._input_shapes), self.processor
+        export_states(processor, tf.zeros((1, w) + tuple(self._obs_shape), tf.float32))  # refuses early
+        self.serving_check()
+        nets = Nets({r: _ModelView(m) for r, m in self.models.items()})
+        acting = self.policy_models()[:1]  # the network act_graph reads: only its weights go into the artifact
+
+        def function(observations: tf.Tensor) -> dict[str, tf.Tensor]:
+            states = observations if w > 1 else observations[:, None]  # [B, W, *obs]
+            processed = export_states(processor, states)
+            parts = [tf.reshape(tf.cast(p, tf.float32), (-1,) + s) for p, s in zip(processed, shapes)]
+            out = tf.cast(self.act_graph(nets, model_input(parts), False), tf.float32)  # [B, A]
+            return self.serving_outputs(out)
+
+        low, high = self.action_bounds
+        metadata = {
+            "agent": type(self).__name__,
+            "observation_shape": list(self._obs_shape),
+            "window_length": w,
+            "nb_actions": self.nb_actions,
+            "action_low": None if low is None else np.asarray(low).tolist(),
+            "action_high": None if high is None else np.asarray(high).tolist(),
+            "discrete": self.stored_action_size != self.nb_actions,
+            "outputs": self.serving_output_names,
+            "processor": processor_metadata(processor),
+        }
+        shape = tuple(self._obs_shape) if w == 1 else (w,) + tuple(self._obs_shape)
+        return ServingPolicy(function, shape, acting, metadata)
+
+    serving_output_names = ["action"]
+
+    def serving_check(self) -> None:
+        """Raises a `ValueError` if the test-mode action cannot be expressed in the graph (subclass hook)."""
+
+    def serving_outputs(self, output: tf.Tensor) -> dict[str, tf.Tensor]:
+        """In the graph: the exported outputs from `act_graph`'s test-mode output `[B, A]`: the
+        action clipped to the action bounds, as `finish_action` does outside training."""
+        low, high = self.action_bounds
+        if low is not None:
+            output = tf.minimum(tf.maximum(output, low), high)
+        return {"action": output}
 
     def acting_settings(self) -> dict[str, Any]:
         """The agent's plain settings (numbers, strings, small arrays and containers of them), which

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from rl.agents.off_policy import huber
-from rl.agents.value_based import QPolicyMixin, check_q_model
+from rl.agents.value_based import QPolicyMixin, check_greedy_test_policy, check_q_model
 from rl.core import Processor
 from rl.engine import DeepAgent, Fields, Nets, VariableWeights
 from rl.engine.inputs import fit_state_shapes, model_input, process_states, state_fields
@@ -125,6 +125,19 @@ class SARSAAgent(QPolicyMixin, DeepAgent):
             "model": self.model.name,
             **self._policy_configs(),
         }
+
+    def serving_policy(self) -> Any:
+        """The greedy policy `argmax(Q)` and the Q-values, for `export` (see `rl.export`).
+
+        Raises:
+            ValueError: if the test policy is not greedy, the agent has not acted yet, or its
+                processor batches states in Python only.
+        """
+        from rl.export import greedy_serving_policy
+
+        check_greedy_test_policy(self)
+        self.sync_models()
+        return greedy_serving_policy(self, self.model, self._input_shapes, self._obs_shape, 1)
 
     def check_env(self, env: Any) -> None:
         self._check_discrete_space(env)

@@ -16,6 +16,7 @@ from typing import Any
 import gymnasium as gym
 import keras
 import numpy as np
+import tensorflow as tf
 
 from rl.agents.off_policy import OffPolicyAgent
 from rl.policy import EpsGreedyQPolicy, GreedyQPolicy
@@ -27,6 +28,17 @@ def _check_policy(name: str, policy: Any) -> Any:
     if not callable(getattr(policy, "select_action", None)):
         raise TypeError(f"`{name}` must be a policy with a `select_action` method. Received: {name}={policy!r}")
     return policy
+
+
+def check_greedy_test_policy(agent: Any) -> None:
+    """Raises a `ValueError` naming the test policy unless it is greedy (what an export computes)."""
+    policy = agent.test_policy
+    if type(policy) is not GreedyQPolicy:
+        raise ValueError(
+            f"An export takes the greedy action argmax(Q) (and returns the Q-values beside it), which "
+            f"{type(policy).__name__} does not: set agent.test_policy = GreedyQPolicy() to export, or apply your "
+            f"policy to the exported `q_values`. Received: test_policy={type(policy).__name__}"
+        )
 
 
 def check_q_model(model: Any, nb_actions: int | None) -> int:
@@ -198,6 +210,15 @@ class ValueBasedAgent(QPolicyMixin, OffPolicyAgent):
         """
         metrics = super().backward(reward, terminal, truncated=truncated, next_observation=next_observation)
         return self._with_policy_metrics(metrics)
+
+    serving_output_names = ["action", "q_values"]
+
+    def serving_check(self) -> None:
+        check_greedy_test_policy(self)
+
+    def serving_outputs(self, output: tf.Tensor) -> dict[str, tf.Tensor]:
+        """In the graph: the greedy action `argmax(q)` (int64 `[B]`) and the Q-values `[B, A]`."""
+        return {"action": tf.argmax(output, axis=1), "q_values": output}
 
     def compute_batch_q_values(self, state_batch: Any) -> np.ndarray:
         """The Q-values of a batch of states `(B, window_length) + obs_shape`, as numpy `[B, nb_actions]`."""

@@ -24,6 +24,7 @@ from rl.engine.fields import Fields
 
 __all__ = [
     "acting_fields",
+    "export_states",
     "fit_state_shapes",
     "fits",
     "model_input",
@@ -103,6 +104,25 @@ def fit_state_shapes(
                 f"Received: {received}={obs_shape}"
             )
     return shapes
+
+
+def export_states(processor: Any, states: Any) -> list[Any]:
+    """In the graph, for an export: the processor's `export_state_batch` of `states`, as a list.
+
+    Raises:
+        ValueError: naming the processor, if it batches states in Python only.
+    """
+    if processor is not None:
+        try:
+            states = processor.export_state_batch(states)
+        except NotImplementedError:
+            name = type(processor).__name__
+            raise ValueError(
+                f"{name}.process_state_batch runs in Python: implement {name}.export_state_batch(batch) with "
+                "TensorFlow ops to export the policy (see rl.core.Processor.export_state_batch). "
+                f"Received: processor={processor!r}"
+            ) from None
+    return list(states) if isinstance(states, (list, tuple)) else [states]
 
 
 def state_fields(shapes: Sequence[tuple], n: int = 1, name: str = "state") -> tuple[str, list[tuple]]:
