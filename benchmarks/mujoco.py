@@ -8,7 +8,7 @@ environment is not touched), and appends one CSV row per evaluation to `OUT/prog
     step, mean_return, std_return, steps_per_s, wall_s, eval_s, time
 
 `steps_per_s` is the training rate over the interval (evaluation and checkpoint excluded), `wall_s`
-the run's wall time so far (everything, summed over resumed sessions, not counting the work lost
+the run's wall time so far (everything, summed over resumed runs, not counting the work lost
 after the last checkpoint when a run was killed), `eval_s` the evaluation's seconds, `time` the UTC
 time of the row. The settings of each (algorithm, environment) are in `CONFIGS` below, each value
 with its source; `OUT/config.json` records the run's.
@@ -33,8 +33,8 @@ with `--sb3`) at the repository root; keep it out of git.
     python benchmarks/mujoco.py --algo td3 --env HalfCheetah-v5 --steps 2000 --eval-every 1000 --eval-episodes 1
     python benchmarks/mujoco.py --algo td3 --env HalfCheetah-v5 --steps 2000 --eval-every 1000 --sb3
 
-    # a long run in the background: survives the end of the session; run the same line again
-    # (in a later session) to continue it after it was killed
+    # a long run in the background: survives the end of the shell; run the same line again
+    # (later) to continue it after it was killed
     mkdir -p runs/mujoco
     nohup .venv/bin/python benchmarks/mujoco.py --algo td3 --env HalfCheetah-v5 --seed 0 \\
         > runs/mujoco/td3-HalfCheetah-v5-s0.log 2>&1 &
