@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import faiss  # noqa: F401
     except ImportError:
-        print("faiss is not installed (pip install keras-rl3[recsys]): no faiss figures")
+        print("faiss is not installed (pip install -e '.[recsys]'): no faiss figures")
         return
     t = time.perf_counter()
     approx = ItemIndex(embeddings, "faiss", seed=args.seed)

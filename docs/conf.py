@@ -4,11 +4,13 @@ Build it from the repository root (the `docs` extra, also part of `test`, brings
 
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
-The guides are the Markdown pages of this folder, read by MyST. The API reference is generated
-from the docstrings at build time: the page `api` is replaced, as it is read, by the output of
-`docs/build_api.py` (the committed `docs/api.md` is the same text, for reading on GitHub).
-The sidebar follows `NAV` below; a page of this folder that `NAV` does not name is still built
-and listed under "More guides", so a new page never breaks the build.
+The guides are the Markdown pages of this folder, read by MyST, shown with the Furo theme and a
+copy button on every code block (sphinx-copybutton). The API reference (`api.md`, one page per
+module in `api/`) is generated from the docstrings by `docs/build_api.py`, which this
+configuration runs before the pages are read: a build always shows the current docstrings and
+rewrites the committed pages that changed (commit them; `tests/test_docs_site.py` checks that they
+are current). The sidebar follows `NAV` below; a page of this folder that `NAV` does not name is
+still built and listed under "More guides", so a new page never breaks the build.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ project = "keras-rl3"
 author = "keras-rl3 contributors"
 copyright = "keras-rl3 contributors, MIT License"
 
-extensions = ["myst_parser"]
+extensions = ["myst_parser", "sphinx_copybutton"]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", "README.md"]
@@ -37,23 +39,27 @@ myst_heading_anchors = 4
 myst_enable_extensions = ["deflist"]
 suppress_warnings: list[str] = []
 
-html_theme = "alabaster"
+html_theme = "furo"
 html_title = "keras-rl3"
 html_theme_options = {
-    "description": "Keras-style reinforcement learning on Keras 3, TensorFlow 2 and gymnasium",
-    "fixed_sidebar": True,
-    "page_width": "1200px",
-    "sidebar_width": "240px",
-    "show_relbars": True,
+    "sidebar_hide_name": False,
+    "navigation_with_keys": True,
+    "top_of_page_buttons": [],
 }
-html_sidebars = {"**": ["about.html", "searchbox.html", "navigation.html", "relations.html"]}
-html_static_path: list[str] = []
+# A wider text column, so that code lines of 120 characters fit at 1280 px (see _static/custom.css).
+html_static_path = ["_static"] if os.path.isdir(os.path.join(DOCS, "_static")) else []
+html_css_files = ["custom.css"] if html_static_path else []
+html_copy_source = False
+# The copy button leaves out prompts (`>>> `, `$ `) and the output lines that follow them.
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
+copybutton_only_copy_prompt_lines = True
 html_show_sourcelink = False
 
 # The sidebar: (caption, pages). Pages that do not exist (yet) are left out.
 NAV = [
     ("Start here", ["getting_started", "agents", "tips"]),
-    ("Agents", ["ddpg", "td3", "sac", "dqn", "naf", "cem", "policy"]),
+    ("Agents", ["ddpg", "td3", "sac", "crossq", "ppo", "dqn", "naf", "cem", "policy"]),
     (
         "Guides",
         [
@@ -71,7 +77,7 @@ NAV = [
             "migration",
         ],
     ),
-    ("Reference", ["api", "benchmarks", "changelog"]),
+    ("Reference", ["api", "benchmarks", "results", "changelog"]),
 ]
 
 
@@ -100,21 +106,35 @@ def toctrees() -> str:
     return "".join(blocks)
 
 
+def _write_api_pages(app) -> None:
+    """Regenerates the API reference from the docstrings before the pages are read.
+
+    Only where `build_api.py` sits beside this file: a copy of this configuration elsewhere (the
+    tests build small sites with it) builds just its own pages.
+    """
+    if not os.path.isfile(os.path.join(DOCS, "build_api.py")):
+        return
+    import build_api
+
+    changed = build_api.write()
+    if changed:
+        from sphinx.util import logging
+
+        logging.getLogger(__name__).info("API reference: rewrote %s", ", ".join(changed))
+
+
 def _on_source_read(app, docname: str, source: list[str]) -> None:
     if docname == "index":
         source[0] += toctrees()
-    elif docname == "api":
-        import build_api
-
-        source[0] = build_api.build()
 
 
 def _always_reread(app, env, added, changed, removed) -> list[str]:
-    """The index's toctrees and the API page depend on files Sphinx does not track: re-read both."""
-    return ["index", "api"]
+    """The index's toctrees depend on which pages exist, which Sphinx does not track: re-read it."""
+    return ["index"]
 
 
 def setup(app):
+    app.connect("builder-inited", _write_api_pages)
     app.connect("source-read", _on_source_read)
     app.connect("env-get-outdated", _always_reread)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,6 +1,6 @@
 """Train DDPG on MuJoCo's HalfCheetah (gymnasium's HalfCheetah-v5) with keras-rl's configuration, then test it.
 
-pip install keras-rl3[mujoco]                     # MuJoCo and gymnasium's MuJoCo environments
+pip install -e ".[mujoco]"                     # MuJoCo and gymnasium's MuJoCo environments
 python examples/ddpg_mujoco.py                    # 1 000 000 steps, seed 0 (hours on a CPU)
 python examples/ddpg_mujoco.py --steps 100000 --seed 1
 python examples/ddpg_mujoco.py --mode random --seed 1    # a uniformly random policy, same test episodes
@@ -56,7 +56,7 @@ def make_env(render_mode=None):
         return gym.make(ENV_NAME, render_mode=render_mode)
     except (ImportError, gym.error.DependencyNotInstalled) as e:
         raise SystemExit(
-            f"{ENV_NAME} needs MuJoCo: install it with `pip install keras-rl3[mujoco]` (or `.[mujoco]`). ({e})"
+            f"{ENV_NAME} needs MuJoCo: install it with `pip install -e '.[mujoco]'` from a checkout. ({e})"
         ) from e
 
 

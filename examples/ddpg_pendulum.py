@@ -1,7 +1,7 @@
 """Train DDPG on Pendulum-v1, save its weights, then test it without exploration noise.
 
 python examples/ddpg_pendulum.py                 # 20 000 steps, seed 0
-python examples/ddpg_pendulum.py --seed 1 --steps 30000 --render   # needs: pip install keras-rl3[render]
+python examples/ddpg_pendulum.py --seed 1 --steps 30000 --render   # needs: pip install -e ".[render]"
 python examples/ddpg_pendulum.py --log ddpg_log.json --eval-interval 2000 && python -m rl.plot ddpg_log.json
 python examples/ddpg_pendulum.py --envs 4        # 4 sub-environments (gymnasium.vector), 20 000 steps in all
 """
@@ -96,7 +96,7 @@ def main(argv=None, make=make_agent, name="ddpg", doc=__doc__):
         try:
             import pygame  # noqa: F401  # gymnasium draws Pendulum with it
         except ImportError:
-            parser.error("--render needs pygame: install it with `pip install keras-rl3[render]` (or `.[render]`)")
+            parser.error("--render needs pygame: install it with `pip install -e '.[render]'` from a checkout")
 
     keras.utils.set_random_seed(args.seed)  # the networks' initial weights
     env = gym.make("Pendulum-v1")

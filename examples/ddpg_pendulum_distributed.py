@@ -4,7 +4,7 @@ python examples/ddpg_pendulum_distributed.py                        # 2 workers 
 python examples/ddpg_pendulum_distributed.py --workers 8 --address auto   # on the cluster of `ray start`
 python examples/ddpg_pendulum_distributed.py --backend inprocess --steps 2000   # without Ray
 
-Needs Ray: pip install "keras-rl3[ray]". The agent is examples/ddpg_pendulum.py's.
+Needs Ray: pip install -e ".[ray]". The agent is examples/ddpg_pendulum.py's.
 """
 
 import argparse

@@ -587,7 +587,7 @@ class ItemIndex:
     `"faiss"` uses a faiss index (exact `IndexFlatIP` up to 200 000 items; above that an
     inverted-file index `IndexIVFFlat` searched over 256 lists, approximate, on vectors with one
     coordinate added so that the nearest one has the largest inner product), needs
-    `pip install keras-rl3[recsys]`.
+    `pip install -e ".[recsys]"`.
 
     Args:
         embeddings: `[nb_items, dim]` item vectors.
@@ -719,7 +719,7 @@ def make_index(embeddings: np.ndarray, backend: str, seed: int, items: Any = Non
             import faiss  # noqa: F401
         except ImportError:
             if backend == "faiss" or searched >= 200_000:
-                print("faiss is not installed (pip install keras-rl3[recsys]): searching with numpy instead")
+                print("faiss is not installed (pip install -e '.[recsys]'): searching with numpy instead")
             backend = "numpy"
         else:
             backend = "faiss" if backend == "faiss" or searched >= 200_000 else "numpy"

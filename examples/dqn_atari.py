@@ -1,6 +1,6 @@
 """Train DQN on an Atari game (Breakout by default) with keras-rl's `dqn_atari.py` settings, then test it.
 
-pip install keras-rl3[atari]        # ale-py, which ships the game ROMs (nothing is downloaded at run time)
+pip install -e ".[atari]"        # ale-py, which ships the game ROMs (nothing is downloaded at run time)
 python examples/dqn_atari.py                                   # 1 750 000 steps, seed 0: days on a CPU
 python examples/dqn_atari.py --steps 20000 --warmup 1000 --memory-limit 50000   # a short look
 python examples/dqn_atari.py --mode test --weights dqn_Breakout_weights.h5f     # test saved weights
@@ -77,7 +77,7 @@ def make_env(game="Breakout", render_mode=None):
     try:
         import ale_py
     except ImportError as e:
-        raise SystemExit("This example needs ale-py: pip install keras-rl3[atari] (or `pip install ale-py`)") from e
+        raise SystemExit("This example needs ale-py: pip install -e '.[atari]' (or `pip install ale-py`)") from e
     gym.register_envs(ale_py)
     return gym.make(
         f"ALE/{game}-v5",

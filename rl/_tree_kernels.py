@@ -1,4 +1,4 @@
-"""Compiled loops for `rl.memory.SumTree`, used when numba is installed (`pip install "keras-rl3[numba]"`).
+"""Compiled loops for `rl.memory.SumTree`, used when numba is installed (`pip install -e ".[numba]"`).
 
 Each kernel does, element by element and in the same order, the floating-point operations of the
 numpy code it replaces, so that both give the same bits: a memory saved by one loads and samples

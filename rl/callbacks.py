@@ -12,7 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from rl.util import check_int, write_json_atomic
+from rl.util import check_int, warn_at_caller, write_json_atomic
 
 __all__ = [
     "Callback",
@@ -239,27 +239,60 @@ def _format_metrics(names: list[str], values: np.ndarray) -> str:
     return ", ".join(parts)
 
 
+def _training_begins(nb_steps: int, first_step: int) -> str:
+    """The loggers' first line: `'Training for 3400 steps ...'` (`'... (from step 6000) ...'` when resumed)."""
+    resumed = f" (from step {first_step})" if first_step else ""
+    return f"Training for {nb_steps} steps{resumed} ..."
+
+
+def _training_ends(logs: dict | None, steps: int, nb_steps: int, first_step: int, seconds: float) -> str:
+    """The loggers' last line: `'done, took ...'`, or where a run that Ctrl-C (`KeyboardInterrupt`) ended stopped."""
+    if logs and logs.get("did_abort"):
+        agent_step = f" (agent step {first_step + steps})" if first_step else ""
+        return (
+            f"Training stopped early (KeyboardInterrupt) at step {steps} of {nb_steps}{agent_step}, "
+            f"took {seconds:.3f} seconds"
+        )
+    return f"done, took {seconds:.3f} seconds"
+
+
 class TestLogger(Callback):
-    """Prints each test episode's return and length."""
+    """Prints each test episode's return and length; when Ctrl-C ends the test, how many episodes ran."""
 
     touches_weights = False  # it only logs
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        self._episodes = 0
         print(f"Testing for {self.params['nb_episodes']} episodes ...")
 
     def on_episode_end(self, episode: int, logs: dict | None = None) -> None:
+        self._episodes += 1
         print(f"Episode {episode + 1}: reward: {logs['episode_reward']:.3f}, steps: {logs['nb_episode_steps']}")
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if logs and logs.get("did_abort"):
+            print(
+                f"Testing stopped early (KeyboardInterrupt) after {self._episodes} of "
+                f"{self.params['nb_episodes']} episodes"
+            )
 
 
 class TrainEpisodeLogger(Callback):
-    """Prints one line per training episode: return, length, speed and mean metrics."""
+    """Prints one line per training episode: return, length, speed and mean metrics.
+
+    Each line starts with the run's progress, `steps/nb_steps`, counted from the step the run
+    started at: a run resumed from a checkpoint at step 6000 with `nb_steps=3400` counts up to
+    `3400/3400` (its first line says "from step 6000"). The last line says whether the run
+    finished or Ctrl-C stopped it early, and at which step.
+    """
 
     touches_weights = False  # it only logs
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._train_start = time.perf_counter()
         self._names = list(self.model.metrics_names)
-        print(f"Training for {self.params['nb_steps']} steps ...")
+        self._first_step = int(getattr(self.model, "step", 0))
+        print(_training_begins(self.params["nb_steps"], self._first_step))
 
     def on_episode_begin(self, episode: int, logs: dict | None = None) -> None:
         self._episode_start = time.perf_counter()
@@ -276,17 +309,23 @@ class TrainEpisodeLogger(Callback):
             warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN columns during warm-up
             means = np.nanmean(metrics, axis=0) if len(metrics) else np.full(len(self._names), np.nan)
         print(
-            f"{logs['nb_steps']:>7d}/{self.params['nb_steps']}: episode: {episode + 1}, "
+            f"{logs['nb_steps'] - self._first_step:>7d}/{self.params['nb_steps']}: episode: {episode + 1}, "
             f"duration: {duration:.2f}s, episode steps: {steps}, steps per second: {steps / max(duration, 1e-9):.0f}, "
             f"episode reward: {logs['episode_reward']:.3f}, {_format_metrics(self._names, means)}"
         )
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        print(f"done, took {time.perf_counter() - self._train_start:.3f} seconds")
+        steps = int(getattr(self.model, "step", 0)) - self._first_step
+        seconds = time.perf_counter() - self._train_start
+        print(_training_ends(logs, steps, self.params["nb_steps"], self._first_step, seconds))
 
 
 class TrainIntervalLogger(Callback):
     """Shows a Keras progress bar per interval of steps, then the interval's episode returns and metrics.
+
+    Intervals are counted from the step the run started at (a resumed run starts at interval 1);
+    each interval's header gives the agent's total steps. The last line says whether the run
+    finished or Ctrl-C stopped it early, and at which step.
 
     Args:
         interval: steps per interval. Defaults to `10000`.
@@ -304,8 +343,8 @@ class TrainIntervalLogger(Callback):
         self._train_start = time.perf_counter()
         self._names = list(self.model.metrics_names)
         self._steps = 0
-        print(f"Training for {self.params['nb_steps']} steps ...")
-        self._first_step = self.model.step
+        self._first_step = int(getattr(self.model, "step", 0))
+        print(_training_begins(self.params["nb_steps"], self._first_step))
         self._target = min(self.interval, self.params["nb_steps"])
         self._start_interval()
 
@@ -349,7 +388,8 @@ class TrainIntervalLogger(Callback):
         if self._steps % self.interval:
             self._progbar.update(self._steps % self.interval, finalize=True)
             self._summarise(self._steps % self.interval)
-        print(f"done, took {time.perf_counter() - self._train_start:.3f} seconds")
+        seconds = time.perf_counter() - self._train_start
+        print(_training_ends(logs, self._steps, self.params["nb_steps"], self._first_step, seconds))
 
 
 class FileLogger(Callback):
@@ -780,10 +820,9 @@ class Visualizer(Callback):
         mode = getattr(self.env, "render_mode", None)
         self._collect = mode == "rgb_array"
         if mode is None:
-            warnings.warn(
+            warn_at_caller(
                 "visualize=True, but the environment was made without a render_mode, so nothing is shown. "
-                "Create it with gymnasium.make(env_id, render_mode='human') to watch it.",
-                stacklevel=2,
+                "Create it with gymnasium.make(env_id, render_mode='human') to watch it."
             )
 
     def on_action_end(self, action: Any, logs: dict | None = None) -> None:
@@ -807,7 +846,7 @@ class WandbLogger(Callback):
         **kwargs: passed to `wandb.init`; `project` defaults to `"keras-rl"`.
 
     Raises:
-        ImportError: if wandb is not installed (`pip install "keras-rl3[wandb]"`).
+        ImportError: if wandb is not installed (`pip install -e ".[wandb]"`).
 
     Example:
 
@@ -823,7 +862,7 @@ class WandbLogger(Callback):
         try:
             import wandb
         except ImportError as e:
-            raise ImportError('WandbLogger needs wandb, which is not installed: pip install "keras-rl3[wandb]"') from e
+            raise ImportError('WandbLogger needs wandb, which is not installed: pip install -e ".[wandb]"') from e
         self.run = wandb.init(**{"project": "keras-rl", **kwargs})
         self.step = 0
 

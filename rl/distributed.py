@@ -14,7 +14,7 @@ learner : ray.wait(first finished batch) --> memory.append (per worker) --> trai
           every weight_sync_interval steps: ray.put(acting weights) --> each worker's next request
 ```
 
-Ray is an optional dependency (`pip install "keras-rl3[ray]"`), imported only by this module when
+Ray is an optional dependency (`pip install -e ".[ray]"`), imported only by this module when
 a run uses it. `backend="inprocess"` runs the same workers in the calling process, one after the
 other, without Ray: for tests, debugging, and machines without Ray.
 """
@@ -315,7 +315,7 @@ def _import_ray() -> Any:
         import ray
     except ImportError as e:
         raise ImportError(
-            'rl.distributed needs Ray: install the `ray` extra with `pip install "keras-rl3[ray]"` (or '
+            'rl.distributed needs Ray: install the `ray` extra with `pip install -e ".[ray]"` (or '
             '`pip install "ray>=2.9"`), or pass backend="inprocess" to run the workers in this process.'
         ) from e
     return ray

@@ -1,6 +1,6 @@
 """Learning curves from `FileLogger` output: `plot_log(...)`, or `python -m rl.plot LOG.json`.
 
-matplotlib is an optional dependency: `pip install keras-rl3[plot]`. It is imported only when a
+matplotlib is an optional dependency: `pip install -e ".[plot]"`. It is imported only when a
 curve is drawn.
 
     python -m rl.plot ddpg_log.json                  # writes ddpg_log.png
@@ -31,7 +31,7 @@ def _matplotlib() -> Any:
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError(
-            "rl.plot needs matplotlib, an optional dependency: install it with `pip install keras-rl3[plot]` "
+            "rl.plot needs matplotlib, an optional dependency: install it with `pip install -e '.[plot]'` "
             "(or `pip install matplotlib`)."
         ) from e
     return Figure, FigureCanvasAgg
@@ -80,7 +80,7 @@ def plot_log(
         pyplot backend).
 
     Raises:
-        ImportError: if matplotlib is not installed (`pip install keras-rl3[plot]`).
+        ImportError: if matplotlib is not installed (`pip install -e ".[plot]"`).
         ValueError: if the log is missing, unreadable, or not `FileLogger` output.
         TypeError: if `path_or_data` is neither a path nor a dict.
 

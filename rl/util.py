@@ -10,7 +10,9 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +20,7 @@ import keras
 import numpy as np
 
 __all__ = [
+    "PACKAGE_DIR",
     "WhiteningNormalizer",
     "atomic_path",
     "check_free_space",
@@ -32,6 +35,7 @@ __all__ = [
     "parse_json",
     "read_json",
     "sha256_file",
+    "warn_at_caller",
     "write_json_atomic",
 ]
 
@@ -438,3 +442,26 @@ class WhiteningNormalizer:
             raise ValueError("The state's statistics must be finite, with a non-negative `m2`.")
         self.count, self.mean, self._m2 = count, mean, m2
         self.std = np.sqrt(np.maximum(self.eps**2, m2 / count)) if count else np.ones(self.shape, dtype=self.dtype)
+
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # the `rl` package's folder
+
+
+def warn_at_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """`warnings.warn(message, category)`, attributed to the first caller outside the `rl` package.
+
+    The library warns from deep inside `fit` and `test` (callbacks, run loops), at depths that
+    differ from run to run (an `EvalCallback`'s test runs inside a `fit`). The warning points at
+    the user's line that started the run instead, which is where something can be changed, and
+    Python's default filters then show it once per such line.
+
+    Args:
+        message: the warning's text.
+        category: the warning's class. Defaults to `UserWarning`.
+    """
+    frame = sys._getframe(1)
+    level = 2  # stacklevel 2: the function that called this one
+    while frame is not None and frame.f_code.co_filename.startswith(PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level if frame is not None else 2)

@@ -246,3 +246,25 @@ def test_tabular_example_weights_round_trip_and_overwrite_rule(page_run, tmp_pat
     other = namespace["QLearningAgent"](agent.q.shape[0], agent.q.shape[1])
     other.load_weights(path)
     np.testing.assert_array_equal(other.q, agent.q)
+
+
+def test_on_policy_example_a2c_learns_a_tiny_continuous_task(page_run):
+    """The guide's A2CAgent on reward = action in [-2, 2], 10-step episodes (best return 20)."""
+    from conftest import CountingEnv
+
+    namespace, _ = page_run("writing_an_agent.md")
+    assert all(np.isfinite(v) for v in namespace["a2c_metrics"].values())
+    import keras
+
+    keras.utils.set_random_seed(0)
+    env = gym.wrappers.TimeLimit(CountingEnv(obs_dim=1), max_episode_steps=10)
+
+    def mlp(out):
+        inputs = keras.Input((1,))
+        return keras.Model(inputs, keras.layers.Dense(out)(keras.layers.Dense(16, activation="tanh")(inputs)))
+
+    agent = namespace["A2CAgent"](mlp(1), mlp(1), env.action_space, n_steps=20, gamma=0.9)
+    agent.compile(keras.optimizers.Adam(learning_rate=1e-2))
+    agent.fit(env, nb_steps=3000, verbose=0, seed=0)
+    returns = agent.test(env, nb_episodes=2, visualize=False, verbose=0).history["episode_reward"]
+    assert np.mean(returns) >= 19.0, returns

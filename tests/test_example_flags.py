@@ -24,4 +24,4 @@ def test_render_without_pygame_names_the_extra(monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         pendulum_main(["--render"])
     assert info.value.code == 2
-    assert "pip install keras-rl3[render]" in capsys.readouterr().err
+    assert "pip install -e '.[render]'" in capsys.readouterr().err

@@ -210,8 +210,9 @@ def test_training_flag_stores_only_while_training(training):
     state = np.array(memory.get_recent_state(obs[3]))
     assert_allclose(state[0], obs[2])
     assert_allclose(state[1], obs[3])
-    # Stored: obs[0] -> obs[1] (terminal), then obs[2] waits for its next observation.
-    assert memory.nb_entries == (2 if training else 0)
+    # Stored: obs[0] -> obs[1] (terminal), then obs[2] waits for its next observation; nb_entries
+    # counts the stored observations as keras-rl did, obs[2] included: 3.
+    assert memory.nb_entries == (3 if training else 0)
     assert memory.nb_transitions == (1 if training else 0)
 
 

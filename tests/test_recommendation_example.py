@@ -152,7 +152,7 @@ def test_missing_faiss_falls_back_to_numpy_with_a_message(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "faiss", None)  # as if faiss were not installed
     index = make_index(np.zeros((10, 3), dtype=np.float32), "faiss", seed=0)
     assert index.backend == "numpy"
-    assert "pip install keras-rl3[recsys]" in capsys.readouterr().out
+    assert "pip install -e '.[recsys]'" in capsys.readouterr().out
 
 
 def test_written_csv_reads_back(tmp_path):

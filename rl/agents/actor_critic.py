@@ -19,7 +19,9 @@ class ActorCriticAgent(OffPolicyAgent):
 
     Registers the networks `"actor"`, `"critic"` (and `"critic2"`, ... with `n_critics > 1`) and
     their targets `"target_actor"`, `"target_critic"`, ...; optimizer groups `"actor"` and
-    `"critic"` (all critics together). `q(nets, role, states, action)` calls a critic.
+    `"critic"` (all critics together). `q(nets, role, states, action)` calls a critic. A subclass
+    without target networks (CrossQ) sets the class attribute `uses_target_networks = False`:
+    then no target is registered, whatever `target_actor` says.
 
     Args:
         actor: Keras model from observation(s) to `actor_units` outputs.
@@ -34,6 +36,7 @@ class ActorCriticAgent(OffPolicyAgent):
     """
 
     optimizer_groups = {"actor": ["actor"], "critic": ["critic"]}
+    uses_target_networks = True  # False: no target actor or critics are registered
 
     def __init__(
         self,
@@ -60,10 +63,11 @@ class ActorCriticAgent(OffPolicyAgent):
         for role, model, action_input in zip(self.critic_roles, critics, action_inputs):
             self.add_network(role, model)
             self._action_index[role] = self._check_critic(role, model, action_input, len(actor.inputs))
-        if target_actor:
-            self.add_target("target_actor", "actor")
-        for role in self.critic_roles:
-            self.add_target(f"target_{role}", role)
+        if self.uses_target_networks:
+            if target_actor:
+                self.add_target("target_actor", "actor")
+            for role in self.critic_roles:
+                self.add_target(f"target_{role}", role)
         self.optimizer_groups = {"actor": ["actor"], "critic": list(self.critic_roles)}
         self.weights_roles = ("actor", *self.critic_roles)
         self.actor = actor

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import gymnasium as gym
 import keras
 import numpy as np
 import tensorflow as tf
 
+from rl.agents.value_based import discrete_action_count, space_type
 from rl.core import Agent, Processor
 from rl.engine import CompiledFunctions, Fields, Signature, weights_paths
 from rl.engine.deep_agent import read_weights_file, save_weights_files
@@ -50,7 +50,8 @@ class CEMAgent(Agent):
             Its observation input may be shaped `(window_length,) + obs_shape` (keras-rl style)
             or, when `window_length == 1`, `obs_shape`.
         nb_actions: number of discrete actions; the action space must be
-            `gymnasium.spaces.Discrete(nb_actions)`.
+            `gymnasium.spaces.Discrete(nb_actions)` or another space with `n == nb_actions` and no
+            shape (see `rl.agents.value_based.discrete_action_count`).
         memory: an `rl.memory.EpisodeParameterMemory` (or any object with its `append`,
             `finalize_episode` and `sample`).
         batch_size: episodes sampled from memory per update, >= 1. Defaults to `50`.
@@ -214,11 +215,12 @@ class CEMAgent(Agent):
         maps_actions = (
             self.processor is not None and type(self.processor).process_action is not Processor.process_action
         )
-        if not maps_actions and not (isinstance(space, gym.spaces.Discrete) and int(space.n) == self.nb_actions):
+        if not maps_actions and discrete_action_count(space) != self.nb_actions:
             raise ValueError(
                 f"CEMAgent picks one of nb_actions={self.nb_actions} actions: the environment needs "
-                f"gymnasium.spaces.Discrete({self.nb_actions}) (or a Processor whose process_action maps them). "
-                f"Received: env.action_space={space!r}"
+                f"gymnasium.spaces.Discrete({self.nb_actions}) or another space with n={self.nb_actions} and no shape "
+                "(or a Processor whose process_action maps them). "
+                f"Received: env.action_space={space!r} of type {space_type(space)}"
             )
 
     # ------------------------------------------------------- weight vectors

@@ -1,5 +1,8 @@
 """Deep Q-Network (Mnih et al., 2015), with double Q-learning (van Hasselt et al., 2016) and dueling
-networks (Wang et al., 2016), on the user's own Keras model."""
+networks (Wang et al., 2016), on the user's own Keras model.
+
+keras-rl kept its NAF agent in this module: `NAFAgent`, `ContinuousDQNAgent` (from `rl.agents.naf`)
+and `NAFLayer` can be imported from here as well (`from rl.agents.dqn import NAFAgent, NAFLayer`)."""
 
 from __future__ import annotations
 
@@ -9,15 +12,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rl.agents.naf import ContinuousDQNAgent as ContinuousDQNAgent  # keras-rl's import path
+from rl.agents.naf import NAFAgent as NAFAgent  # keras-rl's import path
 from rl.agents.off_policy import huber, resolve_delta_clip
 from rl.agents.value_based import ValueBasedAgent, check_q_model
 from rl.core import Processor
 from rl.engine import GraphBatch, Nets, UpdateStep
 from rl.util import check_int
 
-__all__ = ["DQNAgent", "DuelingCombine", "dueling_model"]
+__all__ = ["DQNAgent", "DuelingCombine", "NAFLayer", "dueling_model"]
 
 DUELING_TYPES = ("avg", "max", "naive")
+NAF_MODES = ("full", "diag")
+_NAF_EPSILON = 1e-7  # added to the exponentiated diagonal of L, as Keras' `epsilon()` (and `NAFAgent`)
 
 
 @keras.saving.register_keras_serializable(package="rl")
@@ -51,6 +58,112 @@ class DuelingCombine(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "dueling_type": self.dueling_type}
+
+
+@keras.saving.register_keras_serializable(package="rl")
+class NAFLayer(keras.layers.Layer):
+    """keras-rl's NAF advantage layer: `A = -0.5 * (a - mu)^T P (a - mu)` from `[L_flat, mu, action]`.
+
+    `NAFAgent` computes its advantage itself and does not need this layer; it is here for models
+    and code written for keras-rl (`from rl.agents.dqn import NAFLayer`), and computes what
+    keras-rl's layer computed:
+
+    - `mode='full'`: `L_flat` holds the `nb_actions * (nb_actions + 1) // 2` entries of a
+      lower-triangular `L`, row by row (numpy's `tril_indices` order); the diagonal goes through
+      `exp(x) + 1e-7`, and `P = L L^T`. This is `NAFAgent`'s advantage with
+      `covariance_mode='full'`.
+    - `mode='diag'`: `L_flat` holds `nb_actions` values used as `P`'s diagonal as they are, which
+      may be negative (`NAFAgent`'s `covariance_mode='diag'` uses `(exp(x) + 1e-7)^2` instead,
+      which keeps `P` positive definite).
+
+    The layer has no weights. It takes a list of three tensors `[L_flat, mu, action]`, of shapes
+    `(batch, entries)`, `(batch, nb_actions)` and `(batch, nb_actions)`, or one tensor holding the
+    three side by side (keras-rl's older `merge(..., mode='concat')` form), and returns `A` of
+    shape `(batch, 1)`.
+
+    Args:
+        nb_actions: size of the action vector, >= 1.
+        mode: `'full'` or `'diag'`. Defaults to `'full'`.
+
+    Raises:
+        TypeError, ValueError: naming the argument, for a bad `nb_actions` or `mode`; when the layer
+            is built, for inputs of other shapes.
+
+    Example:
+
+    ```python
+    L_flat = keras.Input(shape=(3,))  # nb_actions=2, 'full': 2 * 3 // 2 entries
+    mu, action = keras.Input(shape=(2,)), keras.Input(shape=(2,))
+    advantage = NAFLayer(2, mode="full")([L_flat, mu, action])  # (None, 1)
+    ```
+    """
+
+    def __init__(self, nb_actions: int, mode: str = "full", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.nb_actions = check_int("nb_actions", nb_actions, minimum=1)
+        if mode not in NAF_MODES:
+            raise ValueError(f"`mode` must be one of {NAF_MODES}. Received: mode={mode!r}")
+        self.mode = mode
+        a = self.nb_actions
+        self.nb_entries = a * (a + 1) // 2 if mode == "full" else a
+        # Where each entry of L_flat goes in L (0: the zero padded in front), and which are on the diagonal.
+        rows, cols = np.tril_indices(a) if mode == "full" else np.diag_indices(a)
+        self._l_index = np.zeros((a, a), np.int32)
+        self._l_index[rows, cols] = np.arange(1, self.nb_entries + 1)
+        self._l_diagonal = (rows == cols).astype(np.float32)  # [entries]
+
+    def _expected_shapes(self) -> list[tuple[int, ...]]:
+        return [(self.nb_entries,), (self.nb_actions,), (self.nb_actions,)]
+
+    def _check_shapes(self, input_shape: Any) -> None:
+        expected = self._expected_shapes()
+        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple)):
+            shapes = [tuple(shape[1:]) for shape in input_shape]
+            if shapes != expected:
+                raise ValueError(
+                    f"NAFLayer(nb_actions={self.nb_actions}, mode={self.mode!r}) takes [L_flat, mu, action] of shapes "
+                    f"(None, {self.nb_entries}), (None, {self.nb_actions}) and (None, {self.nb_actions}). "
+                    f"Received: input shapes {[tuple(shape) for shape in input_shape]}"
+                )
+            return
+        width = self.nb_entries + 2 * self.nb_actions
+        if tuple(input_shape[1:]) != (width,):
+            raise ValueError(
+                f"NAFLayer(nb_actions={self.nb_actions}, mode={self.mode!r}) takes [L_flat, mu, action], or the three "
+                f"concatenated: shape (None, {width}). Received: input shape {tuple(input_shape)}"
+            )
+
+    def build(self, input_shape: Any) -> None:
+        """Checks the input shapes (see the class docstring); the layer has no weights."""
+        self._check_shapes(input_shape)
+        super().build(input_shape)
+
+    def call(self, inputs: Any) -> Any:
+        """`A = -0.5 * (a - mu)^T P (a - mu)`, shape `(batch, 1)`."""
+        if isinstance(inputs, (list, tuple)):
+            l_flat, mu, action = inputs
+        else:
+            e, a = self.nb_entries, self.nb_actions
+            l_flat, mu, action = inputs[:, :e], inputs[:, e : e + a], inputs[:, e + a :]
+        ops = keras.ops
+        d = action - mu  # [B, A]
+        if self.mode == "diag":
+            return -0.5 * ops.sum(l_flat * ops.square(d), axis=-1, keepdims=True)
+        diagonal = ops.convert_to_tensor(self._l_diagonal, dtype=l_flat.dtype)
+        entries = diagonal * (ops.exp(l_flat) + _NAF_EPSILON) + (1.0 - diagonal) * l_flat  # [B, entries]
+        padded = ops.pad(entries, [[0, 0], [1, 0]])  # [B, 1 + entries]: index 0 is the zero
+        lower = ops.take(padded, ops.convert_to_tensor(self._l_index), axis=1)  # [B, A, A]
+        lt_d = ops.einsum("bji,bj->bi", lower, d)  # L^T (a - mu), [B, A]
+        return -0.5 * ops.sum(ops.square(lt_d), axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        """`(batch, 1)`."""
+        self._check_shapes(input_shape)
+        first = input_shape[0] if isinstance(input_shape[0], (list, tuple)) else input_shape
+        return (first[0], 1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "nb_actions": self.nb_actions, "mode": self.mode}
 
 
 def dueling_model(model: keras.Model, nb_actions: int, dueling_type: str = "avg") -> keras.Model:
@@ -114,7 +227,9 @@ class DQNAgent(ValueBasedAgent):
         dueling_type: how the dueling head combines `V` and `A`: `'avg'` (`V + A - mean(A)`),
             `'max'` (`V + A - max(A)`) or `'naive'` (`V + A`). Defaults to `'avg'`.
         nb_actions: number of discrete actions; the action space must be
-            `gymnasium.spaces.Discrete(nb_actions)`. Defaults to `None` (the model's output width).
+            `gymnasium.spaces.Discrete(nb_actions)` or another space with `n == nb_actions` and no
+            shape (see `rl.agents.value_based.discrete_action_count`). Defaults to `None` (the
+            model's output width).
         memory: replay memory, typically `rl.memory.SequentialMemory`. Required.
         gamma: discount factor in `[0, 1]`. Defaults to `0.99`.
         batch_size: transitions per gradient step, in `[1, memory.limit]`. Defaults to `32`.

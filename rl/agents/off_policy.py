@@ -59,7 +59,8 @@ class OffPolicyAgent(OfflineTraining, DeepAgent):
 
     Args:
         nb_actions: size of the action vector, >= 1.
-        memory: replay memory, typically `rl.memory.SequentialMemory`.
+        memory: replay memory, typically `rl.memory.SequentialMemory` (`rl.memory.MixedMemory`
+            to fine-tune online beside a dataset).
         gamma: discount factor in `[0, 1]`.
         batch_size: transitions per gradient step, in `[1, memory.limit]`.
         warmup: `{optimizer group: steps}`: a group trains from the step after its warm-up.

@@ -46,9 +46,11 @@ class OfflineTraining:
     ) -> keras.callbacks.History:
         """Trains `nb_steps` gradient updates on the transitions in `agent.memory`, with no environment.
 
-        Fill the memory from a dataset first (`SequentialMemory.from_arrays`, `.from_minari`).
-        Each update is the algorithm's own `train_step` on a batch of `batch_size` transitions
-        drawn uniformly from the memory. The data is copied into TensorFlow variables once per
+        Fill the memory from a dataset first (`SequentialMemory.from_arrays`, `.from_minari`), or
+        give the agent a `rl.memory.MixedMemory` whose offline part holds it (and whose online
+        part is still empty: the updates draw from the offline part). Each update is the
+        algorithm's own `train_step` on a batch of `batch_size` transitions drawn uniformly from
+        the memory. The data is copied into TensorFlow variables once per
         call, and the batches are drawn inside the compiled function with the agent's seed stream
         (`seed_stream`, saved in checkpoints), so one compiled call runs up to `updates_per_call`
         updates. Every optimizer group trains from the first update (the warm-up settings count
@@ -59,6 +61,12 @@ class OfflineTraining:
         call's mean metrics. `agent.load_checkpoint(dirpath)` then
         `fit_offline(total - agent.step)` resumes a run exactly. Ctrl-C stops after the current
         call and returns the History.
+
+        `fit` afterwards fine-tunes online: the same networks, optimizers and memory, and
+        `agent.step` goes on from the updates (the warm-up arguments and `nb_steps_random`
+        compare with it, so updates past them leave no warm-up for the online run). With a
+        `MixedMemory`, the new steps go to its online part and each batch is drawn from both
+        parts in its `ratio`; `TD3BCAgent.bc_weight = 0` drops the behaviour-cloning term.
 
         Args:
             nb_steps: number of gradient updates, >= 1.
@@ -90,7 +98,8 @@ class OfflineTraining:
                 a value is NaN or inf, the observations do not fit the networks' input or the
                 evaluation environment, or the processor has a `process_state_batch`.
             TypeError: if the memory cannot be sampled in the graph (it needs
-                `sampling_arrays()`, as `SequentialMemory` has), or an argument has the wrong type.
+                `sampling_arrays()`, as `SequentialMemory` has; a `MixedMemory` whose online part
+                holds transitions has none to give), or an argument has the wrong type.
 
         Example:
 

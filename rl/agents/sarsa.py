@@ -41,7 +41,9 @@ class SARSAAgent(QPolicyMixin, DeepAgent):
             `(None, nb_actions)`. Its observation input may be shaped `(1,) + obs_shape` (keras-rl
             style, e.g. `Flatten` first) or `obs_shape`.
         nb_actions: number of discrete actions; the action space must be
-            `gymnasium.spaces.Discrete(nb_actions)`. Defaults to `None` (the model's output width).
+            `gymnasium.spaces.Discrete(nb_actions)` or another space with `n == nb_actions` and no
+            shape (see `rl.agents.value_based.discrete_action_count`). Defaults to `None` (the
+            model's output width).
         policy: the policy used in `fit`, given `q_values=` (see `rl.policy`). Defaults to
             `EpsGreedyQPolicy()` (`eps=0.1`).
         test_policy: the policy used in `test`. Defaults to `GreedyQPolicy()`.

@@ -24,7 +24,7 @@ class TD3BCAgent(TD3Agent):
     ```
     pi     = mu(s)
     lambda = stop_gradient(alpha / mean(|Q_1(s, pi)|))      # scales the Q term to the data
-    actor  : minimise -lambda * mean(Q_1(s, pi)) + mean((pi - a)^2)
+    actor  : minimise -lambda * mean(Q_1(s, pi)) + bc_weight * mean((pi - a)^2)
     ```
 
     As in the authors' code, `lambda` normalises by `Q_1` at the policy's actions, and the
@@ -36,8 +36,16 @@ class TD3BCAgent(TD3Agent):
     to rebuild the agent elsewhere from weights files, pass them back as `observation_mean` and
     `observation_std`.
 
+    Fine-tuning online: `fit` after `fit_offline` goes on training the same networks, optimizers
+    and memory (the step counters continue). Set `bc_weight = 0` first to drop the
+    behaviour-cloning term: the actor then maximises `lambda * Q_1` alone, TD3's objective with
+    the loss kept at the scale it had offline (Adam's step sizes do not jump when the term goes).
+
     Args:
         alpha: weight of the Q term against behaviour cloning, > 0. Defaults to `2.5`.
+        bc_weight: weight of the behaviour-cloning term, >= 0: `1` is TD3+BC, `0` TD3's actor
+            objective (for fine-tuning online). Settable between runs (`agent.bc_weight = 0.0`;
+            the compiled functions are traced anew). Defaults to `1.0`.
         normalize_observations: standardise observations with the dataset's statistics.
             Defaults to `True`.
         observation_mean: the mean to subtract, shape `obs_shape`, or `None` (from the
@@ -68,12 +76,14 @@ class TD3BCAgent(TD3Agent):
         self,
         *args: Any,
         alpha: float = 2.5,
+        bc_weight: float = 1.0,
         normalize_observations: bool = True,
         observation_mean: Any = None,
         observation_std: Any = None,
         **kwargs: Any,
     ):
         self.alpha = check_number("alpha", alpha, low=0.0, low_inclusive=False)
+        self._bc_weight = check_number("bc_weight", bc_weight, low=0.0)
         if not isinstance(normalize_observations, bool):
             raise TypeError(
                 f"`normalize_observations` must be a bool. Received: normalize_observations={normalize_observations!r}"
@@ -93,6 +103,25 @@ class TD3BCAgent(TD3Agent):
             )
         if observation_mean is not None:
             self.set_observation_statistics(observation_mean, observation_std)
+
+    @property
+    def bc_weight(self) -> float:
+        """The weight of the behaviour-cloning term in the actor's loss, >= 0 (`0`: TD3's objective).
+
+        Setting it retraces the compiled functions (the graphs hold it as a constant): change it
+        between runs, e.g. `agent.bc_weight = 0.0` between `fit_offline` and `fit`.
+
+        Raises:
+            TypeError, ValueError: if the value is not a number >= 0.
+        """
+        return self._bc_weight
+
+    @bc_weight.setter
+    def bc_weight(self, value: float) -> None:
+        value = check_number("bc_weight", value, low=0.0)
+        if value != self._bc_weight:
+            self._bc_weight = value
+            self.retrace()
 
     def set_observation_statistics(self, mean: Any, std: Any) -> None:
         """Sets the observation mean and scale used when `normalize_observations` is on.
@@ -129,7 +158,12 @@ class TD3BCAgent(TD3Agent):
         return super().fit_offline(nb_steps, *args, **kwargs)
 
     def get_config(self) -> dict[str, Any]:
-        config = {**super().get_config(), "alpha": self.alpha, "normalize_observations": self.normalize_observations}
+        config = {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "bc_weight": self._bc_weight,
+            "normalize_observations": self.normalize_observations,
+        }
         if self.observation_mean is not None:
             config["observation_mean"] = self.observation_mean.tolist()
             config["observation_std"] = self.observation_std.tolist()
@@ -152,12 +186,15 @@ class TD3BCAgent(TD3Agent):
         return super().train_step(nets, batch, step)
 
     def actor_loss_bc(self, nets: Nets, batch: GraphBatch) -> tuple[tf.Tensor, tf.Tensor]:
-        """`-lambda * mean(Q_1(s, pi)) + mean((pi - a)^2)`, and the behaviour-cloning term alone."""
+        """`-lambda * mean(Q_1(s, pi)) + bc_weight * mean((pi - a)^2)`, and the behaviour-cloning term alone."""
         pi = nets.actor(batch.state0, training=True)  # [B, A]
         q = self.q(nets, "critic", batch.state0, pi)  # [B]
         lmbda = tf.stop_gradient(self.alpha / (tf.reduce_mean(tf.abs(q)) + 1e-8))
         bc = tf.reduce_mean(tf.square(pi - batch.action))
-        return -lmbda * tf.reduce_mean(q) + bc, bc
+        w = self._bc_weight
+        if w == 0:
+            return -lmbda * tf.reduce_mean(q), bc
+        return -lmbda * tf.reduce_mean(q) + (bc if w == 1 else w * bc), bc
 
     def train_actor(self, nets: Nets, batch: GraphBatch) -> dict[str, tf.Tensor]:
         """In the graph: one actor step on the TD3+BC loss; returns the loss and its behaviour-cloning part."""
@@ -167,12 +204,17 @@ class TD3BCAgent(TD3Agent):
     # -------------------------------------------------------- checkpoints
     def checkpoint_state(self) -> dict:
         state = super().checkpoint_state()
+        state["bc_weight"] = self._bc_weight
         if self.observation_mean is not None:
             state["observation_statistics"] = [self.observation_mean.tolist(), self.observation_std.tolist()]
         return state
 
     def validate_checkpoint_state(self, state: dict) -> None:
         super().validate_checkpoint_state(state)
+        if "bc_weight" in state:  # checkpoints of earlier versions have none (the weight was 1)
+            w = state["bc_weight"]
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0 or w == float("inf"):
+                raise ValueError(f"The checkpoint's agent_state.bc_weight is invalid. Received: bc_weight={w!r}")
         stats = state.get("observation_statistics")
         if stats is not None:
             try:
@@ -187,6 +229,7 @@ class TD3BCAgent(TD3Agent):
 
     def restore_checkpoint_state(self, state: dict) -> None:
         super().restore_checkpoint_state(state)
+        self.bc_weight = float(state.get("bc_weight", 1.0))
         stats = state.get("observation_statistics")
         if stats is not None:
             self.set_observation_statistics(*stats)

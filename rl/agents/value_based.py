@@ -1,6 +1,6 @@
 """What value-based agents share: one Q-value per discrete action, and a `Policy` that picks the action.
 
-- `QPolicyMixin`: the training and test policies, the check of a gymnasium `Discrete` action space,
+- `QPolicyMixin`: the training and test policies, the check of a discrete action space,
   the policy's metrics in `metrics_names`, and the policies' states in checkpoints. Used by
   `ValueBasedAgent` and `rl.agents.sarsa.SARSAAgent`.
 - `ValueBasedAgent`: an `OffPolicyAgent` whose compiled call returns the Q-values of the state it
@@ -22,6 +22,35 @@ from rl.agents.off_policy import OffPolicyAgent
 from rl.policy import EpsGreedyQPolicy, GreedyQPolicy
 
 __all__ = ["QPolicyMixin", "ValueBasedAgent"]
+
+
+def discrete_action_count(space: Any) -> int | None:
+    """The number of actions of a discrete action space, or `None` when `space` is not one.
+
+    A space is discrete when it is a `gymnasium.spaces.Discrete`, or, read by duck typing, when it
+    has an integer `n >= 1` and no `shape` beyond `()`: the `Discrete` classes of gym, of
+    keras-rl's tests and of other libraries. (`MultiBinary` and `MultiDiscrete` have a shape.)
+
+    Args:
+        space: an environment's action space, or anything else.
+
+    Returns:
+        `n` as a Python int, or `None`.
+    """
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    n = getattr(space, "n", None)
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+        return None
+    if getattr(space, "shape", None) not in (None, ()):
+        return None
+    return int(n)
+
+
+def space_type(space: Any) -> str:
+    """The full name of a space's class, for messages: `'gymnasium.spaces.discrete.Discrete'`."""
+    cls = type(space)
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _check_policy(name: str, policy: Any) -> Any:
@@ -69,8 +98,9 @@ class QPolicyMixin:
 
     Sets `policy` (used in `fit`) and `test_policy` (used in `test`), attaches both to the agent,
     adds the training policy's `metrics_names` after the training step's metrics (NaN outside
-    training), checks that the environment has a `gymnasium.spaces.Discrete(nb_actions)` action
-    space, and saves the policies' states in checkpoints.
+    training), checks that the environment has a discrete action space of `nb_actions` actions
+    starting at 0 (`gymnasium.spaces.Discrete(nb_actions)`, or a space with an integer `n`, see
+    `discrete_action_count`), and saves the policies' states in checkpoints.
     """
 
     def _init_policies(self, policy: Any, test_policy: Any) -> None:
@@ -101,15 +131,18 @@ class QPolicyMixin:
 
     def _check_discrete_space(self, env: Any) -> None:
         space = getattr(env, "action_space", None)
-        if not isinstance(space, gym.spaces.Discrete):
+        n = discrete_action_count(space)
+        if n is None:
             raise TypeError(
-                f"{type(self).__name__} needs a discrete action space (gymnasium.spaces.Discrete). "
-                f"Received: env.action_space={space!r}"
+                f"{type(self).__name__} needs a discrete action space: a gymnasium.spaces.Discrete, or a space with "
+                "an integer `n` (the number of actions) and no shape. "
+                f"Received: env.action_space={space!r} of type {space_type(space)}"
             )
-        if int(space.n) != self.nb_actions or int(space.start) != 0:
+        start = getattr(space, "start", 0)
+        if n != self.nb_actions or isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start != 0:
             raise ValueError(
                 f"The action space must be Discrete({self.nb_actions}) (nb_actions={self.nb_actions}, starting at 0). "
-                f"Received: env.action_space={space!r}"
+                f"Received: env.action_space={space!r} of type {space_type(space)}"
             )
 
     @property

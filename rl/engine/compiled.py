@@ -11,7 +11,6 @@ whole training step. When XLA cannot compile a function and the agent's `jit_com
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
@@ -19,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from rl.engine.xla import accelerator_visible
+from rl.util import warn_at_caller
 
 __all__ = ["CompiledFunctions", "Signature", "direct_mode"]
 
@@ -108,7 +108,7 @@ class CompiledFunctions:
         except _XLA_COMPILE_ERRORS as e:
             if not (entry.xla and self.fallback):
                 raise
-            warnings.warn(f"XLA could not compile the {signature.name} step ({e}); running without XLA.", stacklevel=3)
+            warn_at_caller(f"XLA could not compile the {signature.name} step ({e}); running without XLA.")
             self.xla = False
             self.fell_back = True
             self.clear()

@@ -157,9 +157,10 @@ class DeepAgent(Agent):
         self.targets[role] = source
         return clone
 
-    def add_parameter(self, role: str, value: float) -> keras.Variable:
-        """Registers a trained float32 scalar variable that is not a network (e.g. a log temperature)."""
-        variable = keras.Variable(np.float32(value), name=role, dtype="float32")
+    def add_parameter(self, role: str, value: float | np.ndarray) -> keras.Variable:
+        """Registers a trained float32 variable that is not a network: a scalar (e.g. a log
+        temperature) or an array (e.g. a state-independent log standard deviation)."""
+        variable = keras.Variable(np.asarray(value, np.float32), name=role, dtype="float32")
         self.parameters[role] = variable
         return variable
 
@@ -301,18 +302,29 @@ class DeepAgent(Agent):
         for role, source in self.targets.items():
             self.nets[role].copy_from(self.nets[source])
 
-    def minimize(self, group: str, loss_fn: Callable[[], tuple[tf.Tensor, Any]]) -> tuple[tf.Tensor, Any]:
+    def minimize(
+        self, group: str, loss_fn: Callable[[], tuple[tf.Tensor, Any]], max_grad_norm: float | None = None
+    ) -> tuple[tf.Tensor, Any]:
         """In the graph: one optimizer step of `group` on `loss_fn() -> (loss, aux)`; returns both.
 
         The gradient is taken with respect to every network and parameter of the group (in its
         current weight layout) and applied by the group's optimizer (see
-        `rl.engine.layout.apply_gradients` for gradient clipping).
+        `rl.engine.layout.apply_gradients` for the optimizer's own gradient clipping).
+
+        Args:
+            group: the optimizer group.
+            loss_fn: returns the loss and anything else to hand back.
+            max_grad_norm: if given, the gradients of the whole group are scaled down together so
+                that their global norm is at most this (as PPO does). Defaults to `None`.
         """
         weights = [self.nets[role] for role in self.optimizer_groups[group]]
         variables = [v for w in weights for v in w.variables]
         with tf.GradientTape() as tape:
             loss, aux = loss_fn()
-        apply_gradients(self.optimizers[group], tape.gradient(loss, variables), weights)
+        grads = tape.gradient(loss, variables)
+        if max_grad_norm is not None:
+            grads, _ = tf.clip_by_global_norm(grads, max_grad_norm)
+        apply_gradients(self.optimizers[group], grads, weights)
         return loss, aux
 
     def call_compiled(
@@ -523,7 +535,9 @@ class DeepAgent(Agent):
             staged["optimizers"][group] = values
         path = os.path.join(folder, "parameters.npz")
         params = _read_npz(path, "the trained parameters")
-        if set(params) != set(self.parameters) | {"seed_stream"} or any(params[r].shape != () for r in self.parameters):
+        if set(params) != set(self.parameters) | {"seed_stream"} or any(
+            params[r].shape != tuple(v.shape) for r, v in self.parameters.items()
+        ):
             raise ValueError(f"The parameters file {path} does not fit this agent. Received: keys {sorted(params)}")
         SeedStream.check_state(params["seed_stream"], path)
         staged["parameters"] = params

@@ -2,7 +2,8 @@
 
 Each step: `agent.forward(observation)`, the action refused if it is not finite, passed through
 the processor and clipped to a bounded `Box`, `env.step` (repeated `action_repetition` times,
-the rewards summed), the processor, the reward and observation checks, then
+the rewards summed), the processor (given a copy of the environment's observation, as keras-rl
+gave it, so that a processor may keep what it receives), the reward and observation checks, then
 `agent.backward(reward, terminal, truncated=..., next_observation=...)`. Episodes start with
 `agent.reset_states()`, `env.reset()` and the random start steps of `nb_max_start_steps`.
 """
@@ -10,7 +11,6 @@ the rewards summed), the processor, the reward and observation checks, then
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +20,7 @@ from rl.callbacks import Visualizer
 from rl.loops.guards import (
     NonFiniteAction,
     ObservationGuard,
+    _copy_observation,
     all_finite,
     checked_reward,
     finite_array,
@@ -27,7 +28,7 @@ from rl.loops.guards import (
     where,
 )
 from rl.loops.run import Run
-from rl.util import check_int
+from rl.util import check_int, warn_at_caller
 
 __all__ = ["check_reset", "check_step", "finite_bounds", "run_episodes", "takes_step_outcome"]
 
@@ -156,9 +157,9 @@ class _Episodes:
                 if want_action_hooks:
                     cbs.on_action_begin(env_action)
                 next_observation, r, terminated, truncated, info = check_step(env_step(env_action))
-                if processor is not None:
+                if processor is not None:  # a copy: the environment may write into its array later
                     next_observation, r, terminated, info = processor.process_step(
-                        next_observation, r, terminated, info
+                        _copy_observation(next_observation), r, terminated, info
                     )
                 if want_action_hooks:
                     cbs.on_action_end(env_action)
@@ -221,7 +222,7 @@ class _Episodes:
         observation = check_reset(self.env.reset(seed=seed) if seed is not None else self.env.reset())
         processor = self.agent.processor
         if processor is not None:
-            observation = processor.process_observation(observation)
+            observation = processor.process_observation(_copy_observation(observation))
         return self.keep(observation, episode, 0)
 
     def _start_steps(self, observation: Any, episode: int) -> Any:
@@ -234,12 +235,11 @@ class _Episodes:
                 action = np.clip(action, self.low, self.high)
             observation, _, terminated, truncated, _ = check_step(env.step(action))
             if processor is not None:
-                observation = processor.process_observation(observation)
+                observation = processor.process_observation(_copy_observation(observation))
             observation = self.keep(observation, episode, None)
             if terminated or truncated:
-                warnings.warn(
-                    "The environment ended during the random start steps; consider a smaller nb_max_start_steps.",
-                    stacklevel=7,
+                warn_at_caller(
+                    "The environment ended during the random start steps; consider a smaller nb_max_start_steps."
                 )
                 observation = self._reset(None, episode)
                 break

@@ -7,13 +7,15 @@ and hands it the body that gathers experience; the run does the rest, in this or
 2. `agent.begin_run(training, end_step)`: the agent plans the run and enters its mode (a run
    started inside another keeps the outer one's state);
 3. the callbacks' `on_train_begin`, then `agent.run_started(training)` (keras-rl's hooks);
-4. the body; Ctrl-C (`KeyboardInterrupt`) ends it cleanly, and a non-finite action
-   (`rl.loops.guards.NonFiniteAction`) ends it to be reported;
+4. the body; Ctrl-C (`KeyboardInterrupt`, from the keyboard or raised by a callback) ends it
+   cleanly, and a non-finite action (`rl.loops.guards.NonFiniteAction`) ends it to be reported;
 5. however the body ended: the source's `cleanup` (e.g. the agent abandons an open episode),
    then `agent.end_run(training, aborted)`;
 6. a non-finite action is raised as a `ValueError` naming the networks with non-finite weights;
    otherwise the callbacks' `on_train_end({"did_abort": ...})`, and the History is returned (and
-   kept as `agent.history`).
+   kept as `agent.history`). After Ctrl-C, `did_abort` is `True`, and the loggers' last line
+   says that the run stopped early, at which step of how many (not the "done" of a finished
+   run).
 """
 
 from __future__ import annotations

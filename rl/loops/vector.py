@@ -291,21 +291,24 @@ class _VectorSteps:
             if processor is None:
                 following = next_obs
             else:
+                # The processor gets copies, as in keras-rl: rows of `final`, this step's own copy, which is not
+                # written again (a processor may keep them), or a copy of the next episode's first observation.
                 following = [None] * n
+                processed: list = [None] * n
                 for i in range(n):
                     if stored[i]:
                         o, r, _, row_infos[i] = processor.process_step(
                             final[i], rewards[i], terminated[i], row_infos[i]
                         )
-                        final_i = np.asarray(o)
+                        processed[i] = np.asarray(o)
                         rewards[i] = _processed_reward(r, int(episode_ids[i]), int(episode_steps[i]), agent.step, i)
-                    if not stored[i] or same_step_reset[i]:  # each observation goes through the processor once
-                        following[i] = np.asarray(processor.process_observation(next_obs[i]))
-                    if stored[i]:
-                        following[i] = final_i if following[i] is None else following[i]
-                        final[i] = final_i
+                    if not stored[i]:  # a reset step: `final[i]` is the new episode's first observation
+                        following[i] = processed[i] = np.asarray(processor.process_observation(final[i]))
+                    elif same_step_reset[i]:  # each observation goes through the processor once
+                        following[i] = np.asarray(processor.process_observation(np.array(next_obs[i], copy=True)))
                     else:
-                        final[i] = following[i]
+                        following[i] = processed[i]
+                final = processed
             final = check_rows_finite(
                 np.array(final, copy=True),
                 lambda i: f"at step {episode_steps[i]} of episode {episode_ids[i]} (sub-environment {i})",
@@ -385,7 +388,8 @@ def _finite_bounds(space: Any) -> tuple[Any, Any]:
 
 def _observations(observations: Any, processor: Any, n: int) -> np.ndarray:
     """The sub-environments' observations as one array `[N, *obs]`, through the processor, checked."""
-    if processor is not None:
+    if processor is not None:  # the processor gets copies (rows of one), as in keras-rl
+        observations = np.array(observations, copy=True)
         observations = np.stack([np.asarray(processor.process_observation(o)) for o in observations])
     observations = np.array(observations, copy=True)  # the vector env may reuse its buffer
     if observations.shape[:1] != (n,):

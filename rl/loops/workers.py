@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from rl.callbacks import CallbackList
 from rl.loops.run import Run, loggers
+from rl.util import warn_at_caller
 
 __all__ = ["InProcessPool", "RolloutWorker", "TransitionBatch", "WorkerLearner"]
 
@@ -359,7 +359,7 @@ class WorkerLearner:
                 f"check env_fn and the environment). Last failure: {failure}"
             ) from error
         self.restarts_left -= 1
-        warnings.warn(f"Rollout worker {index} failed and is restarted ({last_line(error)})", stacklevel=4)
+        warn_at_caller(f"Rollout worker {index} failed and is restarted ({last_line(error)})")
         self.outstanding[index] = 0
         self.worker_version[index] = -1
         self.produced[index] = False

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import numpy as np
 
 from rl.memory import state as saved
 from rl.memory.keras_rl import Memory
-from rl.util import check_int, check_number
+from rl.util import check_int, check_number, warn_at_caller
 
 __all__ = ["EpisodeParameterMemory"]
 
@@ -156,10 +155,9 @@ class EpisodeParameterMemory(Memory):
             if batch_size <= self._size:
                 idx = self.rng.choice(self._size, size=batch_size, replace=False)
             else:
-                warnings.warn(
+                warn_at_caller(
                     f"Only {self._size} episodes are stored, fewer than batch_size={batch_size}: sampling with "
                     "replacement. A longer warm-up avoids it.",
-                    stacklevel=2,
                 )
                 idx = self.rng.integers(0, self._size, size=batch_size)
         else:

@@ -30,7 +30,7 @@ def _tree_kernels(compiled: bool | None):
     except Exception as error:  # numba missing, or unusable here (a NumPy it does not support, no cache folder)
         if compiled:
             raise ImportError(
-                'SumTree(compiled=True) needs numba: pip install "keras-rl3[numba]". '
+                'SumTree(compiled=True) needs numba: pip install -e ".[numba]". '
                 f"Received: compiled=True, and loading the compiled loops failed with: {error!r}"
             ) from error
         if not isinstance(error, ImportError):
@@ -51,7 +51,7 @@ class SumTree:
     `set` refreshes the running sums at once; a single leaf's update (`set_one`, used once per
     stored transition) when they are next read.
 
-    With numba installed (`pip install "keras-rl3[numba]"`), batches run in compiled loops (for
+    With numba installed (`pip install -e ".[numba]"`), batches run in compiled loops (for
     batches of 256 from a million leaves, updates take about a third of numpy's time and searches
     about two thirds); without it, in numpy. Both give the same bits, so saved memories and seeded
     runs do not depend on which one ran. The loops are compiled on first use and cached on disk.

@@ -39,6 +39,20 @@ class SequentialMemory:
     memory (e.g. `gymnasium.wrappers.DtypeObservation(env, np.float32)`). Actions and rewards
     are stored as float32 (see `TransitionRows`).
 
+    Rewards therefore read back rounded to float32, on purpose: the networks train in float32,
+    and one float32 row per transition (action, reward and terminal flag together) is what makes
+    sampling a single gather. A reward of `0.4` comes back as `np.float32(0.4)`, which is
+    `0.4000000059604645` as a Python float (keras-rl kept the Python float): compare sampled
+    rewards with a tolerance (`pytest.approx`, `np.isclose`) or with `np.float32(value)`. Sums of
+    many rewards (episode returns) are computed by the run loops in float64, not read back from
+    the memory.
+
+    `nb_entries` counts the observations the memory holds, as keras-rl counted them: one per
+    stored step, plus each finished episode's final observation; with keras-rl's four-argument
+    `append`, the observation of the newest call counts as soon as it is appended, although its
+    transition waits for the next call's observation. `nb_transitions` counts what `sample` can
+    return.
+
     Args:
         limit: number of slots (transitions plus one final observation per finished episode), at
             least `window_length + 1`.
@@ -111,6 +125,7 @@ class SequentialMemory:
         # appended without its next observation waits for the next `append`.
         self._recent: deque = deque(maxlen=self.window_length)
         self._keras_rl_pending: tuple | None = None
+        self._keras_rl_waiting = False  # the pending transition's observation is in no slot yet
         self._keras_rl_appends = False  # `append` was called keras-rl's way: `sample` returns Experiences
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -119,13 +134,23 @@ class SequentialMemory:
             state = dict(state)
             nb_actions = state.pop("_nb_actions", 0)
             state["_layout"] = None if state.get("_rows") is None else TransitionRows(nb_actions)
+        if "_keras_rl_waiting" not in state:  # pickled before `nb_entries` counted a waiting observation
+            state = {**state, "_keras_rl_waiting": False}
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ writing
     @property
     def nb_entries(self) -> int:
-        """Number of slots in use: one per stored step, plus one per finished episode."""
-        return self._size
+        """Number of observations held, as keras-rl counted them, at most `limit`.
+
+        One per stored step plus one per finished episode (its final observation): the slots in
+        use. With keras-rl's four-argument `append`, the newest call's observation counts too
+        while its transition waits for the next call (after one `append`, `nb_entries` is `1`
+        and `nb_transitions` `0`). `nb_transitions` is the number of transitions `sample` can
+        return.
+        """
+        waiting = self._keras_rl_waiting and self._keras_rl_pending is not None
+        return min(self.limit, self._size + waiting)
 
     @property
     def nbytes(self) -> int:
@@ -254,9 +279,12 @@ class SequentialMemory:
         pending, self._keras_rl_pending = self._keras_rl_pending, None
         if pending is None:
             self._keras_rl_pending = (np.asarray(observation), action, reward, bool(terminal))
+            self._keras_rl_waiting = True  # stored with its transition, at the next call
             return
         self._store(*pending, observation)
+        self._keras_rl_waiting = False
         if not pending[3]:  # after a terminal step, `observation` was only the episode's final one
+            # Its transition waits for the next call; the observation itself was just stored.
             self._keras_rl_pending = (np.asarray(observation), action, reward, bool(terminal))
 
     def get_recent_state(self, current_observation: Any) -> list:
@@ -322,6 +350,7 @@ class SequentialMemory:
         self._open = False
         self._last_next_obs = None
         self._keras_rl_pending = None
+        self._keras_rl_waiting = False
 
     # ----------------------------------------------------------------- sampling
     def _sample_indices(self, batch_size: int) -> np.ndarray:
@@ -356,7 +385,7 @@ class SequentialMemory:
                     else " from slots that still hold its episode"
                 )
                 + ". Append more transitions before sampling (an agent's warm-up should be at least "
-                f"window_length={self.window_length} steps). Received: nb_entries={self._size}"
+                f"window_length={self.window_length} steps). Received: nb_entries={self.nb_entries}"
             )
         extra = candidates[self.rng.integers(0, candidates.size, batch_size - idx.size)]
         return np.concatenate([idx, extra])
@@ -409,10 +438,10 @@ class SequentialMemory:
 
         Args:
             batch_size: number of transitions.
-            batch_idxs: the transitions to return instead of a random draw, by slot position
-                (`0` is the oldest stored slot). As in keras-rl, a slot that starts no transition
-                (an episode's final observation) is replaced by a random transition. Defaults to
-                `None`.
+            batch_idxs: the transitions to return instead of a random draw, by position in
+                `[0, nb_entries)` (`0` is the oldest stored observation). As in keras-rl, a position
+                that starts no transition (an episode's final observation, the newest one) is
+                replaced by a random transition. Defaults to `None`.
 
         Returns:
             A `Batch` of numpy arrays; a list of keras-rl `Experience`s when the memory was filled
@@ -437,12 +466,15 @@ class SequentialMemory:
 
     def _indices_at(self, batch_size: int, batch_idxs: Any) -> np.ndarray:
         idx = np.asarray(batch_idxs)
-        if idx.shape != (batch_size,) or idx.dtype.kind not in "iu" or (idx < 0).any() or (idx >= self._size).any():
+        entries = self.nb_entries
+        if idx.shape != (batch_size,) or idx.dtype.kind not in "iu" or (idx < 0).any() or (idx >= entries).any():
             raise ValueError(
-                f"`batch_idxs` must hold batch_size={batch_size} integers in [0, nb_entries={self._size}). "
+                f"`batch_idxs` must hold batch_size={batch_size} integers in [0, nb_entries={entries}). "
                 f"Received: batch_idxs={batch_idxs!r:.200}"
             )
         oldest = self._next if self._size == self.limit else 0
+        # A position past the slots in use (keras-rl's waiting observation) lands on an unused slot,
+        # which starts no transition: it is redrawn like an episode's final observation.
         idx = (oldest + idx.astype(np.int64)) % self.limit
         ok = self._valid[idx]
         if self.window_length > 1:
