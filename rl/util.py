@@ -20,7 +20,6 @@ import keras
 import numpy as np
 
 __all__ = [
-    "PACKAGE_DIR",
     "WhiteningNormalizer",
     "atomic_path",
     "check_free_space",
@@ -444,7 +443,7 @@ class WhiteningNormalizer:
         self.std = np.sqrt(np.maximum(self.eps**2, m2 / count)) if count else np.ones(self.shape, dtype=self.dtype)
 
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # the `rl` package's folder
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # the `rl` package's folder
 
 
 def warn_at_caller(message: str, category: type[Warning] = UserWarning) -> None:
@@ -461,7 +460,7 @@ def warn_at_caller(message: str, category: type[Warning] = UserWarning) -> None:
     """
     frame = sys._getframe(1)
     level = 2  # stacklevel 2: the function that called this one
-    while frame is not None and frame.f_code.co_filename.startswith(PACKAGE_DIR):
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back
         level += 1
     warnings.warn(message, category, stacklevel=level if frame is not None else 2)

@@ -28,7 +28,7 @@ def test_ddpg_mujoco_example_names_the_extra_when_mujoco_is_missing(monkeypatch)
     monkeypatch.setitem(sys.modules, "mujoco", None)  # as if MuJoCo were not installed
     for name in [m for m in sys.modules if m.startswith("gymnasium.envs.mujoco")]:
         monkeypatch.delitem(sys.modules, name)
-    with pytest.raises(SystemExit, match=r"pip install keras-rl3\[mujoco\]"):
+    with pytest.raises(SystemExit, match=r"pip install -e '\.\[mujoco\]'"):
         ddpg_mujoco.make_env()
 
 

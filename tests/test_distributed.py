@@ -282,7 +282,7 @@ def test_argument_errors(tmp_path, monkeypatch):
     with pytest.raises(TypeError, match="`env_fn` must be picklable"):
         rd.fit(agent, lock_holder, 10)
     monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed
-    with pytest.raises(ImportError, match=r'pip install "keras-rl3\[ray\]"'):
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[ray\]"'):
         rd.fit(agent, fn, 10)
     assert agent.step == 0
 

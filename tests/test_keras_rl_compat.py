@@ -390,7 +390,7 @@ def test_wandb_logger_logs_each_episode(monkeypatch):
 
 def test_wandb_logger_says_which_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # importing it fails
-    with pytest.raises(ImportError, match=r"keras-rl3\[wandb\]"):
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[wandb\]"'):
         WandbLogger()
 
 

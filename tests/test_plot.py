@@ -93,7 +93,7 @@ def test_a_log_without_evaluations_or_steps_still_plots():
 def test_missing_matplotlib_names_the_extra(monkeypatch):
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)  # `import` now raises ImportError
-    with pytest.raises(ImportError, match=r"pip install keras-rl3\[plot\]"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[plot\]'"):
         plot_log({"episode_reward": [1.0]})
 
 

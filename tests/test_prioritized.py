@@ -92,7 +92,7 @@ def test_compiled_tree_without_numba_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # importing numba fails
     monkeypatch.delitem(sys.modules, "rl._tree_kernels", raising=False)
     monkeypatch.delattr(rl, "_tree_kernels", raising=False)
-    with pytest.raises(ImportError, match=r"keras-rl3\[numba\]"):
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[numba\]"'):
         SumTree(10, compiled=True)
     assert not SumTree(10).compiled  # the default falls back to numpy
 
