@@ -6,6 +6,7 @@ Every name is importable from `rl.memory`. The modules, one job each:
 - `rl.memory.sequential`: `SequentialMemory`, its ring storage, sampling and n-step returns.
 - `rl.memory.prioritized`: `SumTree` and `PrioritizedMemory`.
 - `rl.memory.mixed`: `MixedMemory`, offline data and new experience drawn from in a fixed proportion.
+- `rl.memory.rollout`: `RolloutBuffer`, the steps an on-policy agent gathers between two updates.
 - `rl.memory.episode`: `EpisodeParameterMemory`, for `CEMAgent`.
 - `rl.memory.window`: `ObservationWindow`, the state an agent acts on.
 - `rl.memory.keras_rl`: keras-rl's names (`Experience`, `Memory`, `RingBuffer`, ...).
@@ -17,6 +18,7 @@ from rl.memory.episode import EpisodeParameterMemory
 from rl.memory.keras_rl import Experience, Memory, RingBuffer, sample_batch_indexes, zeroed_observation
 from rl.memory.mixed import MixedMemory
 from rl.memory.prioritized import PrioritizedMemory, SumTree
+from rl.memory.rollout import RolloutBuffer
 from rl.memory.rows import Batch, TransitionRows
 from rl.memory.sequential import SequentialMemory
 from rl.memory.window import ObservationWindow
@@ -30,6 +32,7 @@ __all__ = [
     "ObservationWindow",
     "PrioritizedMemory",
     "RingBuffer",
+    "RolloutBuffer",
     "SequentialMemory",
     "SumTree",
     "TransitionRows",
