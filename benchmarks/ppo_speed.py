@@ -119,10 +119,9 @@ def run_ours(task: dict, steps: int, seed: int) -> dict:
     return {"steps_per_s": steps / seconds, "seconds": seconds, "test_return": evaluate(act, task["env"], seed)}
 
 
-def run_sb3(task: dict, steps: int, seed: int) -> dict:
+def run_peer(ppo_class: type, policy_kwargs: dict, task: dict, steps: int, seed: int, **kwargs) -> dict:
+    """One run of a Stable-Baselines3-style `PPO` class (SB3's or SBX's) with the task's settings."""
     import numpy as np
-    import torch
-    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
     env = make_vec_env(task["env"], n_envs=task["n_envs"], seed=seed)
@@ -130,7 +129,7 @@ def run_sb3(task: dict, steps: int, seed: int) -> dict:
     def linear(start):
         return lambda progress: progress * start
 
-    model = PPO(
+    model = ppo_class(
         "MlpPolicy",
         env,
         n_steps=task["n_steps"],
@@ -140,10 +139,10 @@ def run_sb3(task: dict, steps: int, seed: int) -> dict:
         gae_lambda=task["gae_lambda"],
         learning_rate=linear(task["lr"]) if task["linear"] else task["lr"],
         clip_range=linear(task["clip"]) if task["linear"] else task["clip"],
-        policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh),
+        policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), **policy_kwargs),
         seed=seed,
-        device="cpu",
         verbose=0,
+        **kwargs,
     )
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
@@ -153,40 +152,19 @@ def run_sb3(task: dict, steps: int, seed: int) -> dict:
         return model.predict(np.asarray(obs), deterministic=True)[0]
 
     return {"steps_per_s": steps / seconds, "seconds": seconds, "test_return": evaluate(act, task["env"], seed)}
+
+
+def run_sb3(task: dict, steps: int, seed: int) -> dict:
+    import torch
+    from stable_baselines3 import PPO
+
+    return run_peer(PPO, dict(activation_fn=torch.nn.Tanh), task, steps, seed, device="cpu")
 
 
 def run_sbx(task: dict, steps: int, seed: int) -> dict:
-    import numpy as np
     from sbx import PPO
-    from stable_baselines3.common.env_util import make_vec_env
 
-    env = make_vec_env(task["env"], n_envs=task["n_envs"], seed=seed)
-
-    def linear(start):
-        return lambda progress: progress * start
-
-    model = PPO(
-        "MlpPolicy",
-        env,
-        n_steps=task["n_steps"],
-        batch_size=task["batch_size"],
-        n_epochs=task["n_epochs"],
-        gamma=task["gamma"],
-        gae_lambda=task["gae_lambda"],
-        learning_rate=linear(task["lr"]) if task["linear"] else task["lr"],
-        clip_range=linear(task["clip"]) if task["linear"] else task["clip"],
-        policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), ortho_init=True),  # tanh is SBX's default
-        seed=seed,
-        verbose=0,
-    )
-    start = time.perf_counter()
-    model.learn(total_timesteps=steps)
-    seconds = time.perf_counter() - start
-
-    def act(obs):
-        return model.predict(np.asarray(obs), deterministic=True)[0]
-
-    return {"steps_per_s": steps / seconds, "seconds": seconds, "test_return": evaluate(act, task["env"], seed)}
+    return run_peer(PPO, dict(ortho_init=True), task, steps, seed)  # tanh is SBX's default
 
 
 RUNS = {"ours": run_ours, "sb3": run_sb3, "sbx": run_sbx}

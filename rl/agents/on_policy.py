@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -409,8 +410,6 @@ class OnPolicyAgent(DeepAgent):
         buffer = self.buffer
         if buffer is None or not buffer.fits(n_envs, self._obs_shape, self.action_shape):
             if buffer is not None and buffer.pos > 0:
-                import warnings
-
                 warnings.warn(
                     f"{type(self).__name__} drops the {buffer.pos} step(s) of its unfinished rollout: they were "
                     f"gathered in {buffer.n_envs} environment(s) and this run has {n_envs}.",
