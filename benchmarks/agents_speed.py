@@ -1,7 +1,21 @@
-"""Training speed of DDPG, TD3 and SAC on Pendulum-v1: this library and Stable-Baselines3 in one run.
+"""Training speed of DDPG, TD3, SAC and CrossQ on Pendulum-v1: this library and its peers in one run.
 
-Each run is a fresh subprocess (so its peak memory is its own). With `--vs sb3` the two libraries
-alternate (ours first in even pairs, SB3 first in odd ones) with identical settings: same network
+Peers (`--vs`, one or several): `sb3` (Stable-Baselines3, torch), `sbx` (SBX, JAX; CrossQ too) and
+`rltools` (RLtools, C++; TD3 and SAC). SBX pins jax < 0.11 and RLtools needs MKL beside it (without
+it, it runs ~30x slower), so each lives in a virtual environment of its own, named by
+`--sbx-python` and `--rltools-python`:
+
+    python -m venv ../sbx-venv && ../sbx-venv/bin/pip install sbx-rl "jax<0.11"
+    python -m venv ../rltools-venv && ../rltools-venv/bin/pip install rltools mkl mkl-include gymnasium
+    python benchmarks/agents_speed.py --algo td3 sac ddpg --steps 10000 --seeds 0 1 \
+        --vs sb3 sbx rltools --sbx-python ../sbx-venv/bin/python --rltools-python ../rltools-venv/bin/python
+
+RLtools compiles its training loop (C++, the sizes fixed at compile time) at first use and caches
+it; compiling is not timed. Its Python interface steps the same gymnasium Pendulum through a
+callback, with actions rescaled to [-1, 1].
+
+Each run is a fresh subprocess (so its peak memory is its own). With `--vs` the libraries take
+turns going first, pair by pair, with identical settings: same network
 sizes, batch, learning rate, tau, gamma, warm-up, exploration noise, buffer, and one gradient step
 per environment step (or, with `--gradient-steps K`, K gradient steps every K environment steps:
 the same number of updates, in bursts). Printed per run: env steps/s (for our agent also whether
@@ -64,7 +78,7 @@ import time
 from machine import describe
 from workers import report, run_worker
 
-ALGOS = ("ddpg", "td3", "sac")
+ALGOS = ("ddpg", "td3", "sac", "crossq")
 SMALL = {"actor": [16, 16, 16], "critic": [32, 32, 32], "batch_size": 32}
 SETTINGS = {
     "large": {"actor": [256, 256], "critic": [256, 256], "batch_size": 64, "tau": 0.005, "warmup": 1000},
@@ -145,6 +159,8 @@ def make_ours(algo: str, setting: dict, env, seed: int, every: int, jit: str):
     from rl.memory import SequentialMemory
     from rl.random import GaussianWhiteNoiseProcess, OrnsteinUhlenbeckProcess
 
+    if algo == "crossq":
+        return make_crossq(setting, env, seed, jit)
     nb_actions = env.action_space.shape[0]
     half = float((env.action_space.high[0] - env.action_space.low[0]) / 2.0)  # Pendulum: 2
     actor, critic, action_in = build_models(algo, setting, env, setting.get("init", "keras"))
@@ -186,6 +202,40 @@ def make_ours(algo: str, setting: dict, env, seed: int, every: int, jit: str):
         )
     agent.compile(keras.optimizers.Adam(learning_rate=COMMON["learning_rate"], clipnorm=setting.get("clipnorm")))
     return agent
+
+
+def make_crossq(setting: dict, env, seed: int, jit: str):
+    """CrossQ as `examples/crossq_pendulum.py` builds it (batch-renormalised Keras layers, Adam 1e-3
+    with beta_1 0.5, the actor every 3 updates, no target networks), at the setting's sizes."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
+    from crossq_pendulum import build_models as crossq_models
+
+    from rl.agents import CrossQAgent
+    from rl.memory import SequentialMemory
+
+    nb_actions = env.action_space.shape[0]
+    shape = env.observation_space.shape
+    actor, critic, action_in = crossq_models(shape, nb_actions, setting["actor"], setting["critic"])
+    agent = CrossQAgent(
+        nb_actions=nb_actions,
+        actor=actor,
+        critic=critic,
+        critic_action_input=action_in,
+        memory=SequentialMemory(limit=COMMON["buffer"], seed=seed),
+        batch_size=setting["batch_size"],
+        gamma=COMMON["gamma"],
+        nb_steps_warmup=setting["warmup"],
+        nb_steps_random=setting["warmup"] if setting.get("warmup_actions") == "random" else 0,
+        policy_delay=CROSSQ_POLICY_DELAY,
+        jit_compile={"auto": "auto", "on": True, "off": False}[jit],
+    )
+    agent.compile()  # Adam(learning_rate=1e-3, beta_1=0.5) for every network, as SBX's CrossQ
+    return agent
+
+
+CROSSQ_POLICY_DELAY = 3  # the paper's and SBX's default
 
 
 def run_ours(algo: str, setting: dict, steps: int, seed: int, every: int, jit: str) -> dict:
@@ -239,10 +289,15 @@ def run_ours(algo: str, setting: dict, steps: int, seed: int, every: int, jit: s
 
 
 # ------------------------------------------------------------ Stable-Baselines3
-def make_sb3(algo: str, setting: dict, env, seed: int, every: int):
+def make_sb3(algo: str, setting: dict, env, seed: int, every: int, lib: str = "sb3"):
+    """SB3's agent, or with `lib="sbx"` SBX's (JAX; the same constructor arguments and noises)."""
     import numpy as np
-    from stable_baselines3 import DDPG, SAC, TD3
     from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+    if lib == "sbx":
+        from sbx import DDPG, SAC, TD3, CrossQ
+    else:
+        from stable_baselines3 import DDPG, SAC, TD3
 
     nb_actions = env.action_space.shape[0]
     # SB3 adds action noise to the action scaled to [-1, 1]: scales in half-width units.
@@ -258,9 +313,13 @@ def make_sb3(algo: str, setting: dict, env, seed: int, every: int):
         "gradient_steps": every,
         "policy_kwargs": {"net_arch": {"pi": setting["actor"], "qf": setting["critic"]}},
         "seed": seed,
-        "device": "cpu",
         "verbose": 0,
     }
+    if lib == "sb3":
+        common["device"] = "cpu"
+    if algo == "crossq":  # SBX's defaults: Adam beta_1 0.5, batch renormalisation warm-up 100 000 steps
+        del common["tau"]
+        return CrossQ("MlpPolicy", env, ent_coef="auto", policy_delay=CROSSQ_POLICY_DELAY, **common)
     if algo == "sac":
         return SAC("MlpPolicy", env, ent_coef="auto", **common)
     if algo == "td3":
@@ -280,16 +339,16 @@ def make_sb3(algo: str, setting: dict, env, seed: int, every: int):
     return DDPG("MlpPolicy", env, action_noise=noise, **common)
 
 
-def run_sb3(algo: str, setting: dict, steps: int, seed: int, every: int, jit: str) -> dict:
+def run_sb3(algo: str, setting: dict, steps: int, seed: int, every: int, jit: str, lib: str = "sb3") -> dict:
     import gymnasium as gym
 
-    model = make_sb3(algo, setting, gym.make(ENV_ID), seed, every)
+    model = make_sb3(algo, setting, gym.make(ENV_ID), seed, every, lib)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     wall = time.perf_counter() - start
     mean_return = evaluate(lambda obs: model.predict(obs, deterministic=True)[0], gym.make(ENV_ID), seed)
     return {
-        "lib": "sb3",
+        "lib": lib,
         "algo": algo,
         "seed": seed,
         "steps_per_s": steps / wall,
@@ -297,7 +356,112 @@ def run_sb3(algo: str, setting: dict, steps: int, seed: int, every: int, jit: st
         "compiled_share": None,
         "peak_rss_mb": peak_rss_mb(),
         "test_return": mean_return,
+        "versions": peer_versions(lib),
     }
+
+
+def run_sbx(algo: str, setting: dict, steps: int, seed: int, every: int, jit: str) -> dict:
+    return run_sb3(algo, setting, steps, seed, every, jit, lib="sbx")
+
+
+# ------------------------------------------------------------------ RLtools
+RLTOOLS_ALGOS = ("td3", "sac")  # its Python interface trains TD3, SAC and PPO; no DDPG
+
+
+def rltools_env():
+    """Pendulum with actions in [-1, 1], as RLtools' Python interface expects them."""
+    import gymnasium as gym
+    from gymnasium.wrappers import RescaleAction
+
+    return RescaleAction(gym.make(ENV_ID), -1.0, 1.0)
+
+
+def make_rltools(algo: str, setting: dict, steps: int, every: int):
+    """RLtools' training loop for these settings, compiled (C++, at first use; cached) and loaded.
+
+    Its networks are MLPs of equal hidden widths (`*_NUM_LAYERS` counts the output layer), its
+    exploration and target noises are in [-1, 1] units like SB3's, the Adam epsilon is
+    TensorFlow's (1e-7), and it acts at random during the warm-up. Gradient-norm clipping
+    (`keras-rl`) has no counterpart: it runs without.
+    """
+    import hashlib
+
+    import rltools
+
+    if every != 1:
+        raise SystemExit("RLtools trains once per environment step here: use --gradient-steps 1")
+    for net in ("actor", "critic"):
+        if len(set(setting[net])) != 1:
+            raise SystemExit(f"RLtools' MLPs have equal hidden widths; the {net} is {setting[net]}")
+    params = {
+        "GAMMA": COMMON["gamma"],
+        "ACTOR_BATCH_SIZE": setting["batch_size"],
+        "CRITIC_BATCH_SIZE": setting["batch_size"],
+        "ACTOR_POLYAK": 1.0 - setting["tau"],
+        "CRITIC_POLYAK": 1.0 - setting["tau"],
+        "N_WARMUP_STEPS": setting["warmup"],
+        "STEP_LIMIT": steps,
+        "REPLAY_BUFFER_CAP": min(COMMON["buffer"], steps),  # a static array: no larger than the run
+        "ACTOR_HIDDEN_DIM": setting["actor"][0],
+        "ACTOR_NUM_LAYERS": len(setting["actor"]) + 1,
+        "CRITIC_HIDDEN_DIM": setting["critic"][0],
+        "CRITIC_NUM_LAYERS": len(setting["critic"]) + 1,
+        "OPTIMIZER_ALPHA": COMMON["learning_rate"],
+    }
+    if algo == "td3":
+        params.update(
+            ACTOR_TRAINING_INTERVAL=TD3_ARGS["policy_delay"],
+            ACTOR_TARGET_UPDATE_INTERVAL=TD3_ARGS["policy_delay"],
+            CRITIC_TARGET_UPDATE_INTERVAL=TD3_ARGS["policy_delay"],
+            EXPLORATION_NOISE=TD3_ARGS["noise_sigma"],
+            TARGET_NEXT_ACTION_NOISE_STD=TD3_ARGS["target_policy_noise"],
+            TARGET_NEXT_ACTION_NOISE_CLIP=TD3_ARGS["target_noise_clip"],
+        )
+        build = rltools.TD3
+    else:
+        params.update(ALPHA=1.0, ADAPTIVE_ALPHA=True, LOG_STD_LOWER_BOUND=-20, LOG_STD_UPPER_BOUND=2)
+        build = rltools.SAC
+    # One compiled module per configuration (a shared name would recompile at every change).
+    tag = hashlib.sha1(repr(sorted(params.items())).encode()).hexdigest()[:10]
+    return build(rltools_env, enable_evaluation=False, interface_name=f"bench_{algo}_{tag}", **params)
+
+
+def run_rltools(algo: str, setting: dict, steps: int, seed: int, every: int, jit: str) -> dict:
+    import numpy as np
+
+    module = make_rltools(algo, setting, steps, every)  # compiling is not timed
+    start = time.perf_counter()
+    state = module.State(seed)
+    while not state.step():
+        pass
+    wall = time.perf_counter() - start
+    mean_return = evaluate(lambda obs: np.asarray(state.action(np.asarray(obs, np.float32))), rltools_env(), seed)
+    return {
+        "lib": "rltools",
+        "algo": algo,
+        "seed": seed,
+        "steps_per_s": steps / wall,
+        "wall_s": wall,
+        "compiled_share": None,
+        "peak_rss_mb": peak_rss_mb(),
+        "test_return": mean_return,
+        "versions": peer_versions("rltools"),
+    }
+
+
+PEER_PACKAGES = {"sb3": ("stable-baselines3", "torch"), "sbx": ("sbx-rl", "jax"), "rltools": ("rltools", "mkl")}
+
+
+def peer_versions(lib: str) -> str:
+    from importlib import metadata
+
+    found = []
+    for name in PEER_PACKAGES[lib]:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return ", ".join(found)
 
 
 # ------------------------------------------------------------------ the driver
@@ -310,8 +474,16 @@ def worker(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.sb3_threads)
+    if args.worker == "sbx" and args.sb3_threads:  # before JAX starts: XLA's CPU thread pool
+        eigen = "false" if args.sb3_threads == 1 else "true"
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "")
+            + f" --xla_cpu_multi_thread_eigen={eigen} intra_op_parallelism_threads={args.sb3_threads}"
+        )
+    if args.worker == "rltools" and args.sb3_threads:  # RLtools sets 1 itself when unset
+        os.environ["MKL_NUM_THREADS"] = str(args.sb3_threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    run = run_ours if args.worker == "ours" else run_sb3
+    run = {"ours": run_ours, "sb3": run_sb3, "sbx": run_sbx, "rltools": run_rltools}[args.worker]
     result = run(args.algo[0], resolve_setting(args), args.steps, args.seed, args.gradient_steps, args.jit)
     report(result)
 
@@ -325,7 +497,15 @@ def spawn(lib: str, algo: str, args: argparse.Namespace, seed: int) -> dict:
     cmd += ["--gradient-steps", str(args.gradient_steps)]
     if args.pin is not None:
         cmd += ["--pin", str(args.pin)]
-    return run_worker(os.path.abspath(__file__), cmd, f"{lib} {algo}")
+    python = {"sbx": args.sbx_python, "rltools": args.rltools_python}.get(lib)
+    return run_worker(os.path.abspath(__file__), cmd, f"{lib} {algo}", python)
+
+
+def runs_of(lib: str, algo: str) -> bool:
+    """Whether `lib` has `algo` (RLtools' Python interface: TD3 and SAC; CrossQ: SBX only)."""
+    if algo == "crossq":
+        return lib == "sbx"
+    return lib != "rltools" or algo in RLTOOLS_ALGOS
 
 
 def fmt(r: dict) -> str:
@@ -350,19 +530,41 @@ def resolve_setting(args: argparse.Namespace) -> dict:
 
 
 def summarise(algo: str, runs: list[dict]) -> str:
-    """The per-algorithm summary: median steps/s, ratio per pair and its median, mean test returns."""
+    """The per-algorithm summary: median steps/s of each library, the ratios ours/peer per pair and
+    their median, mean test returns."""
+    libs = [lib for lib in runs[0] if lib != "ours"]
     ours = [r["ours"] for r in runs]
-    line = f"{algo}: ours median {statistics.median(r['steps_per_s'] for r in ours):.1f} steps/s"
-    if "sb3" not in runs[0]:
-        return line + f", mean test return {statistics.mean(r['test_return'] for r in ours):.1f}"
-    sb3 = [r["sb3"] for r in runs]
-    ratios = [o["steps_per_s"] / s["steps_per_s"] for o, s in zip(ours, sb3)]
-    return (
-        line + f", sb3 median {statistics.median(r['steps_per_s'] for r in sb3):.1f} steps/s; "
-        f"ratio ours/sb3 median {statistics.median(ratios):.2f} (pairs {', '.join(f'{x:.2f}' for x in ratios)}); "
-        f"mean test return ours {statistics.mean(r['test_return'] for r in ours):.1f}, "
-        f"sb3 {statistics.mean(r['test_return'] for r in sb3):.1f}"
-    )
+    parts = [f"{algo}: ours median {statistics.median(r['steps_per_s'] for r in ours):.1f} steps/s"]
+    for lib in libs:
+        theirs = [r[lib] for r in runs]
+        ratios = [o["steps_per_s"] / t["steps_per_s"] for o, t in zip(ours, theirs)]
+        parts.append(
+            f"{lib} median {statistics.median(r['steps_per_s'] for r in theirs):.1f} steps/s, ratio ours/{lib} "
+            f"median {statistics.median(ratios):.2f} (pairs {', '.join(f'{x:.2f}' for x in ratios)})"
+        )
+    returns = ", ".join(f"{lib} {statistics.mean(r[lib]['test_return'] for r in runs):.1f}" for lib in ["ours", *libs])
+    return "; ".join(parts) + f"; mean test return {returns}"
+
+
+def table(summary_runs: dict[str, list[dict]], libs: list[str]) -> list[str]:
+    """A Markdown table: median steps/s per algorithm and library, with the ratio ours/peer."""
+    head = "| agent | this library | " + " | ".join(LIB_NAMES[lib] for lib in libs) + " |"
+    lines = [head, "| --- " * (len(libs) + 2) + "|"]
+    for algo, runs in summary_runs.items():
+        ours = statistics.median(r["ours"]["steps_per_s"] for r in runs)
+        cells = []
+        for lib in libs:
+            if lib not in runs[0]:
+                cells.append("—")
+                continue
+            theirs = statistics.median(r[lib]["steps_per_s"] for r in runs)
+            cells.append(f"{theirs:.0f} (ours {ours / theirs:.2f}x)")
+        lines.append(f"| {ALGO_NAMES[algo]} | {ours:.0f} steps/s | " + " | ".join(cells) + " |")
+    return lines
+
+
+ALGO_NAMES = {"ddpg": "DDPG", "td3": "TD3", "sac": "SAC", "crossq": "CrossQ"}
+LIB_NAMES = {"sb3": "SB3 (torch)", "sbx": "SBX (JAX)", "rltools": "RLtools (C++)"}
 
 
 def describe_settings(args: argparse.Namespace) -> list[str]:
@@ -376,12 +578,19 @@ def describe_settings(args: argparse.Namespace) -> list[str]:
         "ddpg": f"ddpg: Ornstein-Uhlenbeck noise {OU_NOISE} in env action units (SB3: sigma / half-width)",
         "td3": f"td3: {TD3_ARGS}, noises in half-width units (SB3's [-1, 1] units)",
         "sac": "sac: ent_coef='auto' (learned from 1), target entropy -nb_actions, no added noise",
+        "crossq": f"crossq: SAC's entropy tuning, batch renormalisation (warm-up 100 000 steps), no targets, "
+        f"policy delay {CROSSQ_POLICY_DELAY}, Adam beta_1 0.5, Keras' initialization; SBX only",
     }
     lines += [noise[algo] for algo in dict.fromkeys(args.algo)]
+    if "rltools" in args.vs:
+        lines.append(
+            "rltools: actions rescaled to [-1, 1]; MKL on "
+            f"{args.sb3_threads or 1} thread(s) (its default: 1); compiling its C++ is not timed; no DDPG"
+        )
     if args.vs and setting.get("clipnorm"):
         lines.append(
             f"note: ours clips each gradient tensor to norm {setting['clipnorm']} (Adam clipnorm); "
-            "SB3 has no such option and runs without"
+            "the peers have no such option and run without"
         )
     return lines
 
@@ -392,13 +601,32 @@ def main() -> None:
     parser.add_argument("--setting", choices=list(SETTINGS), default="large")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--vs", choices=["sb3"], default=None, help="also run Stable-Baselines3's same algorithm")
+    parser.add_argument(
+        "--vs",
+        choices=["sb3", "sbx", "rltools"],
+        nargs="+",
+        default=[],
+        help="also run these libraries' same algorithm: sb3 (Stable-Baselines3, torch), sbx (SBX, JAX; "
+        "--sbx-python), rltools (RLtools, C++; --rltools-python; TD3 and SAC only)",
+    )
+    parser.add_argument(
+        "--sbx-python",
+        default=os.environ.get("SBX_PYTHON"),
+        help='the Python of a virtual environment with `pip install sbx-rl "jax<0.11"` (default: $SBX_PYTHON)',
+    )
+    parser.add_argument(
+        "--rltools-python",
+        default=os.environ.get("RLTOOLS_PYTHON"),
+        help="the Python of a virtual environment with `pip install rltools mkl mkl-include gymnasium` "
+        "(without mkl RLtools runs ~30x slower; default: $RLTOOLS_PYTHON)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads for both libraries (0: default)")
     parser.add_argument(
         "--sb3-threads",
         type=int,
         default=None,
-        help="torch threads for SB3 (default: same as --threads; 0: torch's default)",
+        help="threads of the peer libraries (torch for SB3, XLA for SBX, MKL for RLtools; default: same as "
+        "--threads; 0: each one's default)",
     )
     parser.add_argument(
         "--pin",
@@ -430,7 +658,7 @@ def main() -> None:
         help="train every K env steps with K gradient steps (ours: train_interval=gradient_steps=K; "
         "SB3: train_freq=gradient_steps=K); 1 is one gradient step per env step",
     )
-    parser.add_argument("--worker", choices=["ours", "sb3"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["ours", "sb3", "sbx", "rltools"], help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sb3_threads is None:
@@ -443,29 +671,42 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
+    args.vs = list(dict.fromkeys(args.vs))
+    for lib, python in (("sbx", args.sbx_python), ("rltools", args.rltools_python)):
+        if lib in args.vs and not python:
+            parser.error(f"--vs {lib} needs --{lib}-python PATH (a virtual environment with {lib} installed)")
 
     print(describe(), flush=True)
     for line in describe_settings(args):
         print(line, flush=True)
-    summaries = []
+    summaries, all_runs, versions = [], {}, {}
     for algo in dict.fromkeys(args.algo):  # in the order given, once each
         runs = []
+        libs = ["ours"] + [lib for lib in args.vs if runs_of(lib, algo)]
         for k, seed in enumerate(args.seeds):
-            order = ["ours"] if args.vs is None else (["ours", "sb3"] if k % 2 == 0 else ["sb3", "ours"])
+            order = libs[k % len(libs) :] + libs[: k % len(libs)]  # each library leads in turn
             results = {}
             for lib in order:
                 results[lib] = spawn(lib, algo, args, seed)
+                versions.setdefault(lib, results[lib].get("versions"))
                 print(fmt(results[lib]), flush=True)
-            if args.vs:
-                ratio = results["ours"]["steps_per_s"] / results["sb3"]["steps_per_s"]
-                print(f"  {algo} pair {k} (seed {seed}): speed ratio ours/sb3 = {ratio:.2f}", flush=True)
-            runs.append(results)
+            for lib in libs[1:]:
+                ratio = results["ours"]["steps_per_s"] / results[lib]["steps_per_s"]
+                print(f"  {algo} pair {k} (seed {seed}): speed ratio ours/{lib} = {ratio:.2f}", flush=True)
+            runs.append({lib: results[lib] for lib in libs})
+        all_runs[algo] = runs
         summaries.append(summarise(algo, runs))
         print(summaries[-1], flush=True)
     if len(summaries) > 1:
         print(f"summary ({args.setting}, {args.steps} steps):")
         for line in summaries:
             print("  " + line)
+    if args.vs:
+        peers = "; ".join(f"{lib}: {v}" for lib, v in versions.items() if lib != "ours" and v)
+        print(f"peers: {peers}")
+        print(f"median steps/s ({args.setting}, {args.steps} steps, seeds {args.seeds}):")
+        for line in table(all_runs, args.vs):
+            print(line)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,17 @@ def report(result: Any) -> None:
     print(_PREFIX + json.dumps(result), flush=True)
 
 
-def run_worker(script: str, args: list[str], what: str) -> Any:
+def run_worker(script: str, args: list[str], what: str, python: str | None = None) -> Any:
     """Runs `python script *args` in a fresh process and returns the result it reported.
+
+    `python` is the interpreter (default: this one); a peer library that pins conflicting
+    versions runs from its own virtual environment's.
 
     Raises:
         RuntimeError: naming `what`, with the end of the worker's output, when it fails or
             reports nothing.
     """
-    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=False)
+    out = subprocess.run([python or sys.executable, script, *args], capture_output=True, text=True, check=False)
     lines = [line for line in out.stdout.splitlines() if line.startswith(_PREFIX)]
     if out.returncode or not lines:
         raise RuntimeError(f"{what} run failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")

@@ -295,8 +295,13 @@ class _RayPool:
                 pass
 
 
-class _RayWorker(RolloutWorker):
-    """A `RolloutWorker` inside a Ray actor process, limited to one CPU thread."""
+class _RayWorker:
+    """A `RolloutWorker` inside a Ray actor process, limited to one CPU thread.
+
+    It holds the worker rather than subclassing it: Ray rewrites the signature of every method of
+    an actor class, inherited ones included, which would change `RolloutWorker`'s own methods in
+    the driver process (as `inspect.signature` and `help` show them).
+    """
 
     def __init__(self, *args: Any):
         import tensorflow as tf
@@ -306,7 +311,13 @@ class _RayWorker(RolloutWorker):
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:
             pass
-        super().__init__(*args)
+        self.worker = RolloutWorker(*args)
+
+    def sample(self, *args: Any) -> TransitionBatch:
+        return self.worker.sample(*args)
+
+    def close(self) -> None:
+        self.worker.close()
 
 
 # ------------------------------------------------------------------ Ray

@@ -326,8 +326,10 @@ def test_weights_files_hold_the_statistics_and_vector_environments_train(tmp_pat
 
 # ----------------------------------------------------------------- learning
 
-# A random policy scores about -1 200 on Pendulum-v1. Measured with 5 000 steps, [64, 64] networks and
-# batch 128 (about 30 s of CPU time): seeds 0 to 3 gave mean test returns of -200, -176, -207 and -121.
+# A random policy scores about -1 200 on Pendulum-v1. Measured with [64, 64] networks and batch 128: on
+# an AMD EPYC, 5 000 steps gave seeds 0 to 3 mean test returns of -200, -176, -207 and -121; on an Intel
+# Xeon (family 6, model 167) seed 0 scored -480 after 5 000 steps (seeds 1 and 2: -194, -196) and -190
+# after 6 000 (-193 after 8 000): CPUs round differently, and 6 000 steps leave a margin on both.
 PENDULUM_THRESHOLD = -400.0
 
 
@@ -335,7 +337,7 @@ def test_learns_pendulum():
     keras.utils.set_random_seed(0)
     env = gym.make("Pendulum-v1")
     agent = make_agent(env, 0, hidden=(64, 64), batch_size=128)
-    agent.fit(env, nb_steps=5000, verbose=0, seed=0)
+    agent.fit(env, nb_steps=6000, verbose=0, seed=0)
     history = agent.test(env, nb_episodes=10, visualize=False, verbose=0, seed=100)
     mean_return = float(np.mean(history.history["episode_reward"]))
     assert mean_return > PENDULUM_THRESHOLD, mean_return

@@ -24,16 +24,17 @@ import json, sys
 sys.modules["rl"] = None  # `import rl` raises ImportError
 import numpy as np
 import tensorflow as tf
-folder = sys.argv[1]
-x = np.load(f"{folder}/observations.npy")
-loaded = tf.saved_model.load(f"{folder}/policy")
-out = {k: v.numpy() for k, v in loaded.signatures["serving_default"](observations=tf.constant(x)).items()}
-meta = json.loads(loaded.signatures["metadata"]()["metadata"].numpy().decode())
-runner = tf.lite.Interpreter(model_path=f"{folder}/policy.tflite").get_signature_runner("serving_default")
-lite = runner(observations=x)
-np.savez(f"{folder}/outputs.npz", **{f"sm_{k}": v for k, v in out.items()}, **{f"lite_{k}": v for k, v in lite.items()})
-with open(f"{folder}/meta.json", "w") as f:
-    json.dump(meta, f)
+for folder in sys.argv[1:]:
+    x = np.load(f"{folder}/observations.npy")
+    loaded = tf.saved_model.load(f"{folder}/policy")
+    out = {k: v.numpy() for k, v in loaded.signatures["serving_default"](observations=tf.constant(x)).items()}
+    meta = json.loads(loaded.signatures["metadata"]()["metadata"].numpy().decode())
+    runner = tf.lite.Interpreter(model_path=f"{folder}/policy.tflite").get_signature_runner("serving_default")
+    lite = runner(observations=x)
+    arrays = {**{f"sm_{k}": v for k, v in out.items()}, **{f"lite_{k}": v for k, v in lite.items()}}
+    np.savez(f"{folder}/outputs.npz", **arrays)
+    with open(f"{folder}/meta.json", "w") as f:
+        json.dump(meta, f)
 try:
     import rl  # noqa: F401
     print("rl importable")
@@ -93,25 +94,37 @@ def expected_actions(agent, observations):
 KINDS = ["ddpg", "td3", "td3bc", "sac", "naf", "dqn", "sarsa", "cem"]
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_the_export_acts_as_forward_does_in_a_process_without_the_library(kind, tmp_path):
-    agent, env = make(kind)
-    rng = np.random.default_rng(0)
-    shape = env.observation_space.shape
-    observations = (rng.normal(size=(1000,) + shape) * 1.5).astype(np.float32)
-    want = expected_actions(agent, observations)
-    agent.export(tmp_path / "policy")
-    agent.export(tmp_path / "policy.tflite", format="tflite")
-    np.save(tmp_path / "observations.npy", observations)
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Every kind of agent exported, then loaded and run in one fresh process (one process for all:
+    each costs seconds of TensorFlow start-up): kind -> (agent class name, expected actions, folder)."""
+    found = {}
+    for kind in KINDS:
+        agent, env = make(kind)
+        folder = tmp_path_factory.mktemp(f"export_{kind}")
+        rng = np.random.default_rng(0)
+        observations = (rng.normal(size=(1000,) + env.observation_space.shape) * 1.5).astype(np.float32)
+        want = expected_actions(agent, observations)
+        agent.export(folder / "policy")
+        agent.export(folder / "policy.tflite", format="tflite")
+        np.save(folder / "observations.npy", observations)
+        found[kind] = (type(agent).__name__, want, folder)
+    folders = [str(folder) for _, _, folder in found.values()]
     result = subprocess.run(
-        [sys.executable, "-c", CHECKER, str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        [sys.executable, "-c", CHECKER, *folders], capture_output=True, text=True, timeout=600, cwd=folders[0]
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rl blocked" in result.stdout
-    out = np.load(tmp_path / "outputs.npz")
-    meta = json.loads((tmp_path / "meta.json").read_text())
-    assert meta["agent"] == type(agent).__name__ and meta["window_length"] == 1
-    lite_meta = rl.export.read_metadata(tmp_path / "policy.tflite")
+    return found
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_export_acts_as_forward_does_in_a_process_without_the_library(kind, exported):
+    agent_name, want, folder = exported[kind]
+    out = np.load(folder / "outputs.npz")
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["agent"] == agent_name and meta["window_length"] == 1
+    lite_meta = rl.export.read_metadata(folder / "policy.tflite")
     assert lite_meta == dict(meta, format="tflite")  # the LiteRT file carries the same metadata
     if np.issubdtype(want.dtype, np.integer):
         np.testing.assert_array_equal(out["sm_action"], want)

@@ -1,7 +1,8 @@
 """DDPG, TD3 and SAC really learn: seeded runs that must reach a stated return.
 
-The default suite runs the tiny environment and each Pendulum example with seed 0; `pytest -m slow`
-runs the examples' full acceptance check (seeds 1 and 2 as well).
+The default suite runs the tiny environment and each Pendulum example with seed 0 for half its
+20 000 steps; `pytest -m slow` runs the examples' full acceptance check (20 000 steps, seeds 0, 1
+and 2).
 """
 
 import gymnasium as gym
@@ -49,17 +50,19 @@ def test_learns_to_push_the_action_to_its_bound_on_a_tiny_env():
 EXAMPLES = {"ddpg": ddpg_main, "td3": td3_main, "sac": sac_main}
 
 
+# Half the examples' steps already solve Pendulum: with seed 0, 10 000 steps gave DDPG -86.2, TD3 -85.4
+# and SAC -84.8 (Intel Xeon family 6 model 167), about 25 s each against about 50 s for 20 000.
 @pytest.mark.parametrize("algo", sorted(EXAMPLES))
 def test_pendulum_example_reaches_threshold_seed_0(algo, tmp_path):
     main = EXAMPLES[algo]
-    mean_return = main(["--seed", "0", "--verbose", "0", "--weights", str(tmp_path / "w_{}.h5f")])
-    assert mean_return >= PENDULUM_THRESHOLD
+    args = ["--seed", "0", "--steps", "10000", "--verbose", "0", "--weights", str(tmp_path / "w_{}.h5f")]
+    assert main(args) >= PENDULUM_THRESHOLD
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", sorted(EXAMPLES))
-@pytest.mark.parametrize("seed", [1, 2])
-def test_pendulum_example_reaches_threshold_other_seeds(algo, seed, tmp_path):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pendulum_example_reaches_threshold_at_its_full_length(algo, seed, tmp_path):
     main = EXAMPLES[algo]
     mean_return = main(["--seed", str(seed), "--verbose", "0", "--weights", str(tmp_path / "w_{}.h5f")])
     assert mean_return >= PENDULUM_THRESHOLD
