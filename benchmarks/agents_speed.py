@@ -347,6 +347,11 @@ def run_sb3(algo: str, setting: dict, steps: int, seed: int, every: int, jit: st
     model.learn(total_timesteps=steps)
     wall = time.perf_counter() - start
     mean_return = evaluate(lambda obs: model.predict(obs, deterministic=True)[0], gym.make(ENV_ID), seed)
+    return peer_result(lib, algo, seed, steps, wall, mean_return)
+
+
+def peer_result(lib: str, algo: str, seed: int, steps: int, wall: float, mean_return: float) -> dict:
+    """A peer library's run, as the driver reads it."""
     return {
         "lib": lib,
         "algo": algo,
@@ -436,17 +441,7 @@ def run_rltools(algo: str, setting: dict, steps: int, seed: int, every: int, jit
         pass
     wall = time.perf_counter() - start
     mean_return = evaluate(lambda obs: np.asarray(state.action(np.asarray(obs, np.float32))), rltools_env(), seed)
-    return {
-        "lib": "rltools",
-        "algo": algo,
-        "seed": seed,
-        "steps_per_s": steps / wall,
-        "wall_s": wall,
-        "compiled_share": None,
-        "peak_rss_mb": peak_rss_mb(),
-        "test_return": mean_return,
-        "versions": peer_versions("rltools"),
-    }
+    return peer_result("rltools", algo, seed, steps, wall, mean_return)
 
 
 PEER_PACKAGES = {"sb3": ("stable-baselines3", "torch"), "sbx": ("sbx-rl", "jax"), "rltools": ("rltools", "mkl")}
