@@ -45,6 +45,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gymnasium as gym  # noqa: E402
 from machine import describe  # noqa: E402
 
 ALGOS = ("ddpg", "td3", "sac", "crossq")
@@ -113,29 +114,26 @@ def step_flops(algo: str, agent, batch: int) -> tuple[float, str]:
 
 
 # ------------------------------------------------------------------ the profile
-class TimedEnv:
-    """Wraps an environment's `step` and `reset` with a clock."""
+class TimedEnv(gym.Wrapper):
+    """An environment whose `step` and `reset` add their time to `seconds`."""
 
     def __init__(self, env):
-        import gymnasium as gym
-
-        class Wrapper(gym.Wrapper):
-            def step(inner, action):  # noqa: N805
-                start = time.perf_counter()
-                try:
-                    return inner.env.step(action)
-                finally:
-                    self.seconds += time.perf_counter() - start
-
-            def reset(inner, **kwargs):  # noqa: N805
-                start = time.perf_counter()
-                try:
-                    return inner.env.reset(**kwargs)
-                finally:
-                    self.seconds += time.perf_counter() - start
-
+        super().__init__(env)
         self.seconds = 0.0
-        self.env = Wrapper(env)
+
+    def step(self, action):
+        start = time.perf_counter()
+        try:
+            return self.env.step(action)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def reset(self, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.env.reset(**kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
 
 
 def op_type(name: str) -> str:
@@ -175,14 +173,13 @@ def trace_ops(replay, calls: int) -> tuple[dict, float]:
 
 
 def profile(args: argparse.Namespace) -> None:
-    import gymnasium as gym
     import keras
     from agents_speed import ENV_ID, SETTINGS, make_ours
 
     setting = {**SETTINGS[args.setting], "init": "torch", "warmup_actions": "random"}
     keras.utils.set_random_seed(args.seed)
     timed_env = TimedEnv(gym.make(ENV_ID))
-    agent = make_ours(args.algo, setting, timed_env.env, args.seed, 1, args.jit)
+    agent = make_ours(args.algo, setting, timed_env, args.seed, 1, args.jit)
 
     inside: dict[str, float] = collections.Counter()
     counts: dict = collections.Counter()  # calls of each kind in the timed run
@@ -200,14 +197,14 @@ def profile(args: argparse.Namespace) -> None:
 
     agent.call_compiled = timed_call  # an instance attribute: `forward` finds it first
     warm = setting["warmup"] + 200  # the warm-up, then the training calls' traces
-    agent.fit(timed_env.env, nb_steps=warm, verbose=0, seed=args.seed)
+    agent.fit(timed_env, nb_steps=warm, verbose=0, seed=args.seed)
 
     # 1. the whole step
     inside.clear()
     counts.clear()
     timed_env.seconds = 0.0
     start = time.perf_counter()
-    agent.fit(timed_env.env, nb_steps=args.steps, verbose=0)
+    agent.fit(timed_env, nb_steps=args.steps, verbose=0)
     wall = time.perf_counter() - start
     run_counts = dict(counts)  # the timed run's; the profiled run below adds its own calls
     per = 1e6 / args.steps
@@ -226,7 +223,7 @@ def profile(args: argparse.Namespace) -> None:
     profiler = cProfile.Profile()
     n = max(args.steps // 2, 1)
     profiler.enable()
-    agent.fit(timed_env.env, nb_steps=n, verbose=0)
+    agent.fit(timed_env, nb_steps=n, verbose=0)
     profiler.disable()
     stats = pstats.Stats(profiler)
     total = stats.total_tt

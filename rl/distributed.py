@@ -316,9 +316,6 @@ class _RayWorker:
     def sample(self, *args: Any) -> TransitionBatch:
         return self.worker.sample(*args)
 
-    def close(self) -> None:
-        self.worker.close()
-
 
 # ------------------------------------------------------------------ Ray
 def _import_ray() -> Any:

@@ -18,7 +18,7 @@ from rl.agents import DDPGAgent
 from rl.memory import SequentialMemory
 from rl.random import GaussianWhiteNoiseProcess
 
-PENDULUM_THRESHOLD = -200.0  # mean noise-free test return over 10 episodes, after 20 000 steps
+PENDULUM_THRESHOLD = -200.0  # mean noise-free test return over 10 episodes (the examples' acceptance)
 
 
 def test_learns_to_push_the_action_to_its_bound_on_a_tiny_env():
