@@ -1,4 +1,4 @@
-"""Training speed of DDPG, TD3, SAC and CrossQ on Pendulum-v1: this library and its peers in one run.
+"""Training speed of DDPG, TD3, SAC and CrossQ on Pendulum-v1 or HalfCheetah-v5: this library and its peers.
 
 Peers (`--vs`, one or several): `sb3` (Stable-Baselines3, torch), `sbx` (SBX, JAX; CrossQ too) and
 `rltools` (RLtools, C++; TD3 and SAC). SBX pins jax < 0.11 and RLtools needs MKL beside it (without
@@ -44,6 +44,10 @@ Settings (both libraries):
 - `large`: actor and critic [256, 256], batch 64, tau 0.005, warm-up 1000.
 - `small`: keras-rl's example sizes (actor 3 x Dense(16), critic 3 x Dense(32)), batch 32, tau
   0.005, warm-up 1000.
+- `mujoco`: the MuJoCo papers' sizes: actor and critic [256, 256], batch 256, tau 0.005, warm-up
+  1000 (the papers' runs act at random for longer; the warm-up here only sets when timing starts to
+  include training). Meant for `--env HalfCheetah-v5` (needs the `mujoco` extra, and `mujoco` in
+  each peer's virtual environment).
 - `keras-rl`: keras-rl's DDPG example configuration: those sizes, batch 32, tau 0.001
   (`target_model_update=1e-3`), warm-up 100, and for us `Adam(learning_rate=1e-3, clipnorm=1.)`
   (SB3 has no per-tensor gradient-norm clipping option: it runs without).
@@ -73,10 +77,16 @@ import math
 import os
 import resource
 import statistics
+import sys
 import time
 
 from machine import describe
 from workers import report, run_worker
+
+# `benchmarks/mujoco.py` is named like the `mujoco` package that gymnasium imports for
+# HalfCheetah: with this folder's modules loaded, the folder comes off sys.path.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
 
 ALGOS = ("ddpg", "td3", "sac", "crossq")
 SMALL = {"actor": [16, 16, 16], "critic": [32, 32, 32], "batch_size": 32}
@@ -84,13 +94,15 @@ SETTINGS = {
     "large": {"actor": [256, 256], "critic": [256, 256], "batch_size": 64, "tau": 0.005, "warmup": 1000},
     "small": {**SMALL, "tau": 0.005, "warmup": 1000},
     "keras-rl": {**SMALL, "tau": 0.001, "warmup": 100, "clipnorm": 1.0},
+    "mujoco": {"actor": [256, 256], "critic": [256, 256], "batch_size": 256, "tau": 0.005, "warmup": 1000},
 }
 COMMON = {"learning_rate": 1e-3, "gamma": 0.99, "buffer": 100_000}
 # DDPG's Ornstein-Uhlenbeck noise in the environment's action units; TD3's noises (exploration and
 # target smoothing) in units of the action range's half-width, which are SB3's [-1, 1] units.
 OU_NOISE = {"theta": 0.15, "sigma": 0.3, "dt": 1e-2}
 TD3_ARGS = {"noise_sigma": 0.1, "policy_delay": 2, "target_policy_noise": 0.2, "target_noise_clip": 0.5}
-ENV_ID = "Pendulum-v1"
+ENVS = ("Pendulum-v1", "HalfCheetah-v5")
+ENV_ID = "Pendulum-v1"  # the worker's environment: set from --env before a run
 TEST_EPISODES = 10
 
 
@@ -478,6 +490,8 @@ def worker(args: argparse.Namespace) -> None:
     if args.worker == "rltools" and args.sb3_threads:  # RLtools sets 1 itself when unset
         os.environ["MKL_NUM_THREADS"] = str(args.sb3_threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    global ENV_ID
+    ENV_ID = args.env
     run = {"ours": run_ours, "sb3": run_sb3, "sbx": run_sbx, "rltools": run_rltools}[args.worker]
     result = run(args.algo[0], resolve_setting(args), args.steps, args.seed, args.gradient_steps, args.jit)
     report(result)
@@ -485,7 +499,7 @@ def worker(args: argparse.Namespace) -> None:
 
 def spawn(lib: str, algo: str, args: argparse.Namespace, seed: int) -> dict:
     cmd = ["--worker", lib, "--algo", algo, "--seed", str(seed)]
-    cmd += ["--setting", args.setting, "--steps", str(args.steps), "--jit", args.jit]
+    cmd += ["--setting", args.setting, "--env", args.env, "--steps", str(args.steps), "--jit", args.jit]
     start = resolve_setting(args)
     cmd += ["--init", start["init"], "--warmup-actions", start["warmup_actions"]]
     cmd += ["--threads", str(args.threads), "--sb3-threads", str(args.sb3_threads)]
@@ -565,7 +579,7 @@ LIB_NAMES = {"sb3": "SB3 (torch)", "sbx": "SBX (JAX)", "rltools": "RLtools (C++)
 def describe_settings(args: argparse.Namespace) -> list[str]:
     setting = resolve_setting(args)
     lines = [
-        f"setting={args.setting} {setting} steps={args.steps} seeds={args.seeds} "
+        f"env={args.env} setting={args.setting} {setting} steps={args.steps} seeds={args.seeds} "
         f"threads={args.threads or 'default'} sb3_threads={args.sb3_threads or 'default'} jit={args.jit} "
         f"gradient_steps={args.gradient_steps} pin={'none' if args.pin is None else f'core {args.pin}'} {COMMON}",
     ]
@@ -594,6 +608,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", choices=ALGOS, nargs="+", default=["ddpg"], help="one or several algorithms")
     parser.add_argument("--setting", choices=list(SETTINGS), default="large")
+    parser.add_argument("--env", choices=ENVS, default="Pendulum-v1", help="the environment every library trains on")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
@@ -693,13 +708,13 @@ def main() -> None:
         summaries.append(summarise(algo, runs))
         print(summaries[-1], flush=True)
     if len(summaries) > 1:
-        print(f"summary ({args.setting}, {args.steps} steps):")
+        print(f"summary ({args.env}, {args.setting}, {args.steps} steps):")
         for line in summaries:
             print("  " + line)
     if args.vs:
         peers = "; ".join(f"{lib}: {v}" for lib, v in versions.items() if lib != "ours" and v)
         print(f"peers: {peers}")
-        print(f"median steps/s ({args.setting}, {args.steps} steps, seeds {args.seeds}):")
+        print(f"median steps/s ({args.env}, {args.setting}, {args.steps} steps, seeds {args.seeds}):")
         for line in table(all_runs, args.vs):
             print(line)
 

@@ -21,10 +21,27 @@ documented yet (a new module appears on its own, alphabetically, in the group it
 in: `rl.engine.*` and `rl.loops.*` for agent authors, the rest public). Listing a module in
 `PUBLIC` or `FOR_AGENT_AUTHORS` fixes its place. Google-style sections (`Args:`, `Returns:`, ...)
 become Markdown lists. Standard library only.
+
+Why a generator of our own rather than a Sphinx extension (checked with Sphinx 9.0, myst-parser
+5.2, sphinx-autodoc2 0.5.0 and sphinx.ext.autodoc with napoleon, on this package):
+
+- sphinx-autodoc2 renders the docstrings' Markdown, but not their Google-style sections (`Args:`,
+  `Raises:`, `Attributes:` each come out as one run-on paragraph; Google-style support is an open
+  request of that project); it documents each object under its defining module only, so the names
+  users write (`rl.SequentialMemory`, `rl.agents.DDPGAgent`) appear nowhere, and documenting them
+  through `__all__` duplicated 51 objects and dropped others; it lists modules in directory order
+  with the engine among the public modules; and it pins `astroid<4`, with no release since 2023.
+- autodoc with napoleon reads the sections, but reads the Markdown as reST: code in backticks turns
+  into italics, fenced examples into literal text with errors, tables into paragraphs.
+
+What the extensions have and this generator does not: Python-object entries (`objects.inv`) and
+linked type names in signatures.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
 import inspect
 import os
@@ -36,6 +53,7 @@ import sys
 PUBLIC = [
     "rl",
     "rl.agents",
+    "rl.agents.dqn",
     "rl.core",
     "rl.networks",
     "rl.layers",
@@ -386,6 +404,30 @@ def describe_members(cls: type, name: str) -> list[str]:
     return lines
 
 
+@functools.cache
+def constant_docs(module_name: str) -> dict[str, str]:
+    """The docstrings of a module's constants: a string literal right after `NAME = ...`."""
+    module = importlib.import_module(module_name)
+    try:
+        tree = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError):
+        return {}
+    docs = {}
+    for node, after in zip(tree.body, tree.body[1:]):
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
+        if (
+            len(targets) == 1
+            and isinstance(targets[0], ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[targets[0].id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
 def describe(ref: Reference, module_name: str, name: str, obj: object, page: str) -> list[str]:
     """The full entry of a name documented on this page."""
     lines = [f"## `{name}`", ""]
@@ -410,6 +452,9 @@ def describe(ref: Reference, module_name: str, name: str, obj: object, page: str
             lines += [docstring_to_markdown(doc), ""]
     else:
         lines += code(f"{name} = {obj!r}")
+        doc = constant_docs(module_name).get(name)
+        if doc:
+            lines += [docstring_to_markdown(doc), ""]
     return lines
 
 
@@ -437,6 +482,10 @@ def contents(ref: Reference, module_name: str, page: str) -> tuple[list[str], li
                 what = summary(obj)
             else:
                 what = f"`{obj!r}`" if len(repr(obj)) < 60 else type(obj).__name__
+                doc = constant_docs(module_name).get(name)
+                if doc:
+                    first = " ".join(doc.split("\n\n")[0].split())
+                    what += ": " + (first.split(". ")[0].rstrip(".") + ".")
             table.append(f"| [`{name}`]({anchor(name)}) | {what} |")
             entries += describe(ref, module_name, name, obj, page)
     return table, entries

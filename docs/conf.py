@@ -37,6 +37,8 @@ exclude_patterns = ["_build", "**/.ipynb_checkpoints", "README.md"]
 # links such as `ddpg.md#saving-and-loading-weights` work on GitHub and on the site alike.
 myst_heading_anchors = 4
 myst_enable_extensions = ["deflist"]
+# Code fences without a language (the guides' pseudo-code: `s'`, `Q'_i`) are plain text, not Python.
+highlight_language = "text"
 suppress_warnings: list[str] = []
 
 html_theme = "furo"

@@ -27,8 +27,9 @@ __all__ = ["FORMAT", "load", "save"]
 
 INDEX = "checkpoint.json"
 STATE = "state.json"
-# 2: `state.json` lists the SHA-256 of every file, `checkpoint.json` holds the SHA-256 of `state.json`.
 FORMAT = 2
+"""The checkpoint format this version writes (and the newest it reads). Format 2: `state.json` lists
+the SHA-256 of every file, `checkpoint.json` holds the SHA-256 of `state.json`."""
 NAME = re.compile(r"step-[0-9]{12}-[0-9a-f]{8}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHECKPOINT_INDEX, _CHECKPOINT_STATE, _CHECKPOINT_FORMAT, _CHECKPOINT_NAME = INDEX, STATE, FORMAT, NAME

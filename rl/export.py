@@ -49,8 +49,10 @@ __all__ = [
 ]
 
 FORMATS = ("saved_model", "tflite")
-#: The version of the artifact's layout (signatures, metadata fields); recorded in its metadata.
+"""The formats `export` writes: a TensorFlow SavedModel folder, or one LiteRT (TFLite) file."""
+
 EXPORT_VERSION = 1
+"""The version of the artifact's layout (signatures, metadata fields); recorded in its metadata."""
 _TFLITE_METADATA = "rl_metadata"
 
 

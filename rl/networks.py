@@ -20,7 +20,7 @@ agent.fit(env, nb_steps=20_000)
 
 | Function | Agents | Returns |
 | --- | --- | --- |
-| `mlp_actor_critic(env, agent)` | DDPG, TD3, TD3+BC, SAC | `ActorCriticNetworks(actor, critic, action_input)` |
+| `mlp_actor_critic(env, agent)` | DDPG, TD3, TD3+BC, SAC, CrossQ | `ActorCriticNetworks(actor, critic, action_input)` |
 | `mlp_actor_critic(env, "ppo")` | PPO | `ActorValueNetworks(actor, critic, action_space)` |
 | `mlp_q_network(env)` | DQN, SARSA | a Keras model `s -> Q(s, .)` |
 | `naf_networks(env)` | NAF | `NAFNetworks(V_model, L_model, mu_model)` |
@@ -50,6 +50,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from rl.layers import BatchRenormalization
 from rl.util import check_int
 
 __all__ = [
@@ -62,21 +63,28 @@ __all__ = [
     "naf_networks",
 ]
 
-ACTOR_CRITIC_AGENTS = ("ddpg", "td3", "td3bc", "sac", "ppo")
+ACTOR_CRITIC_AGENTS = ("ddpg", "td3", "td3bc", "sac", "crossq", "ppo")
 """The names `mlp_actor_critic` accepts for `agent` (case-insensitive; `"td3+bc"` is `"td3bc"`)."""
 
-_DEFAULT_HIDDEN = {"ddpg": (256, 256), "td3": (256, 256), "td3bc": (256, 256), "sac": (256, 256), "ppo": (64, 64)}
+_DEFAULT_HIDDEN = {
+    "ddpg": (256, 256),
+    "td3": (256, 256),
+    "td3bc": (256, 256),
+    "sac": (256, 256),
+    "crossq": (256, 256),
+    "ppo": (64, 64),
+}
 
 
 class ActorCriticNetworks(NamedTuple):
-    """An actor and a critic `Q(s, a)` for `DDPGAgent`, `TD3Agent`, `TD3BCAgent` or `SACAgent`.
+    """An actor and a critic `Q(s, a)` for `DDPGAgent`, `TD3Agent`, `TD3BCAgent`, `SACAgent` or `CrossQAgent`.
 
     Attributes:
         actor: the actor, from the observation window to `nb_actions` actions (DDPG, TD3, TD3+BC)
-            or to `2 * nb_actions` units (SAC: the Gaussian's means, then its log standard
-            deviations).
+            or to `2 * nb_actions` units (SAC and CrossQ: the Gaussian's means, then its log
+            standard deviations).
         critic: the critic, from `[action, observation window]` to one Q-value, `(None, 1)`.
-            TD3 and SAC clone it into their twin critics.
+            TD3, SAC and CrossQ clone it into their twin critics.
         action_input: the critic's action `Input`, shape `(None, nb_actions)`: the agent's
             `critic_action_input`.
     """
@@ -174,19 +182,21 @@ def mlp_actor_critic(
 ) -> ActorCriticNetworks | ActorValueNetworks:
     """The usual actor and critic for `env` and an actor-critic agent: multilayer perceptrons.
 
-    For `agent` in `"ddpg"`, `"td3"`, `"td3bc"` and `"sac"` (the action space a `Box` of shape
-    `(nb_actions,)`):
+    For `agent` in `"ddpg"`, `"td3"`, `"td3bc"`, `"sac"` and `"crossq"` (the action space a `Box` of
+    shape `(nb_actions,)`):
 
     - the **actor**: observation window -> `Flatten` -> `hidden` `Dense` layers -> the output.
       DDPG, TD3 and TD3+BC: `Dense(nb_actions, "tanh")` scaled to the action space's bounds
       (`low + (tanh + 1) * (high - low) / 2`, a `Rescaling` layer), or a linear
       `Dense(nb_actions)` when a bound is infinite (the agents then need a `Processor` that maps
-      actions). SAC: a linear `Dense(2 * nb_actions)`, the Gaussian's means then its log standard
-      deviations; the agent squashes and scales the sample itself.
+      actions). SAC and CrossQ: a linear `Dense(2 * nb_actions)`, the Gaussian's means then its
+      log standard deviations; the agent squashes and scales the sample itself.
     - the **critic**: `[action, observation window]` -> concatenation of the action and the
       flattened window -> `hidden` `Dense` layers -> `Dense(1)`, the action through its own
-      `Input` (returned as `action_input`). One critic: TD3, TD3+BC and SAC clone it into
+      `Input` (returned as `action_input`). One critic: TD3, TD3+BC, SAC and CrossQ clone it into
       `n_critics` (2) critics with fresh weights.
+    - CrossQ's networks also batch-renormalise (`rl.layers.BatchRenormalization`, its defaults) the
+      actor's and the critic's input and every hidden layer's output, as the CrossQ paper does.
 
     For `agent="ppo"` (`window_length` 1): the actor outputs `n` logits for a `Discrete(n)`
     action space or `nb_actions` means for a `Box` (linear; the agent learns a state-independent
@@ -203,7 +213,7 @@ def mlp_actor_critic(
             `action_space`; a vector environment's `single_observation_space` and
             `single_action_space` are used). The observation space must be a `Box`.
         agent: which agent the networks are for: `"ddpg"`, `"td3"`, `"td3bc"` (or `"td3+bc"`),
-            `"sac"` or `"ppo"`, case-insensitive.
+            `"sac"`, `"crossq"` or `"ppo"`, case-insensitive.
         hidden: the hidden layers' sizes, shared by actor and critic, e.g. `(256, 256)`; `()`
             for none. Defaults to `None`: `(256, 256)`, or `(64, 64)` for PPO.
         activation: the hidden layers' activation, a Keras activation name or function.
@@ -250,9 +260,10 @@ def mlp_actor_critic(
         return _ppo_networks(obs_shape, action_space, hidden, activation, window_length)
 
     nb_actions, low, high = _box_actions(action_space, agent=f"agent={agent!r}")
+    renormalise = name == "crossq"
     observation_input = keras.Input((window_length,) + obs_shape, name="observation_input")
-    x = _dense_stack(layers.Flatten()(observation_input), hidden, activation)
-    if name == "sac":
+    x = _dense_stack(layers.Flatten()(observation_input), hidden, activation, renormalise=renormalise)
+    if name in ("sac", "crossq"):
         output = layers.Dense(2 * nb_actions, name="mean_log_std")(x)
     else:
         output = _bounded_output(x, nb_actions, low, high)
@@ -261,7 +272,7 @@ def mlp_actor_critic(
     action_input = keras.Input((nb_actions,), name="action_input")
     critic_observation_input = keras.Input((window_length,) + obs_shape, name="critic_observation_input")
     x = layers.Concatenate()([action_input, layers.Flatten()(critic_observation_input)])
-    x = _dense_stack(x, hidden, activation)
+    x = _dense_stack(x, hidden, activation, renormalise=renormalise)
     critic = keras.Model([action_input, critic_observation_input], layers.Dense(1, name="q_value")(x), name="critic")
     return ActorCriticNetworks(actor, critic, action_input)
 
@@ -537,9 +548,16 @@ def _bounded_output(x: Any, nb_actions: int, low: np.ndarray, high: np.ndarray) 
     return layers.Rescaling(plain(scale), plain(offset), name="action")(x)  # tanh's [-1, 1] -> [low, high]
 
 
-def _dense_stack(x: Any, hidden: tuple, activation: Any, initializer: Any = "glorot_uniform") -> Any:
+def _dense_stack(
+    x: Any, hidden: tuple, activation: Any, initializer: Any = "glorot_uniform", renormalise: bool = False
+) -> Any:
+    # `renormalise`: batch renormalisation of the input and of every hidden layer's output (CrossQ).
+    if renormalise:
+        x = BatchRenormalization()(x)
     for units in hidden:
         x = layers.Dense(units, activation=activation, kernel_initializer=initializer)(x)
+        if renormalise:
+            x = BatchRenormalization()(x)
     return x
 
 

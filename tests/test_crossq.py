@@ -163,6 +163,26 @@ def all_weights(agent):
     return nets + [v.numpy() for o in agent.optimizers.values() for v in o.variables] + [agent.log_ent_coef.numpy()]
 
 
+def test_the_flat_layout_trains_exactly_as_the_networks_own_variables():
+    """The flat layout packs the trainable weights and writes the statistics back to the layers:
+    weights and statistics after training, past the renormalisation warm-up (30 calls), are the
+    variable layout's, bit for bit."""
+    results = []
+    for flat in (True, False):
+        env = gym.make("Pendulum-v1")
+        agent = crossq(env, seed=3)
+        agent._flat_allowed = flat
+        agent.compile()
+        assert agent.flat_weights is flat
+        agent.fit(env, nb_steps=300, verbose=0, seed=3)
+        layers = renorm_layers(agent.critic)
+        assert float(layers[0].steps.numpy()) > 30  # renormalising by now
+        results.append([w for m in agent.models.values() for w in m.get_weights()])
+    assert len(results[0]) == len(results[1])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_construction_has_no_target_networks_and_the_papers_optimizers():
     agent = crossq()
     assert list(agent.models) == ["actor", "critic", "critic2"] and agent.targets == {}
@@ -173,8 +193,8 @@ def test_construction_has_no_target_networks_and_the_papers_optimizers():
         assert float(optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
     config = agent.get_config()
     assert config["policy_delay"] == 3 and config["n_critics"] == 2 and "target_model_update" not in config
-    # The networks hold normalisation statistics (non-trainable weights): the flat layout is off.
-    assert agent.critic.non_trainable_weights and not agent.flat_weights
+    # The networks hold normalisation statistics (non-trainable weights), and still train in the flat layout.
+    assert agent.critic.non_trainable_weights and agent.flat_weights
     assert renorm_layers(agent.models["critic2"]) and agent.models["critic2"] is not agent.critic
     assert agent.metrics_names == ["critic_loss", "actor_loss", "mean_q", "ent_coef"]
 

@@ -9,6 +9,8 @@ The full suite (`python -m pytest -q`) runs them too.
 import importlib
 import importlib.metadata
 import pkgutil
+import subprocess
+import sys
 
 import gymnasium as gym
 import keras
@@ -35,6 +37,16 @@ def test_every_public_module_imports():
         module = importlib.import_module(name)
         for public in getattr(module, "__all__", ()):
             assert hasattr(module, public), f"{name}.__all__ names {public!r}, which the module lacks"
+
+
+def test_without_tensorflow_the_import_error_names_the_extra_to_install():
+    # `pip install keras-rl3` without an extra installs no TensorFlow; the error must say what to do.
+    code = "import sys; sys.modules['tensorflow'] = None; import rl"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: keras-rl3 trains on TensorFlow"), result.stderr[-2000:]
+    assert '".[cpu]"' in last and "keras-rl3[cpu]" in last
 
 
 def test_installed_version_is_the_package_version():

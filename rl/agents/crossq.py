@@ -45,9 +45,9 @@ class CrossQAgent(SACAgent):
     takes `tanh` of the mean. Layers with statistics update them in the compiled training step,
     and the statistics are saved with the weights, so checkpoints resume exactly.
 
-    The networks hold non-trainable weights (the normalisation statistics), which the engine's
-    flat weight layout does not hold, so they train through their own Keras variables (see
-    `docs/crossq.md` for what that costs).
+    The networks hold non-trainable weights (the normalisation statistics). They train in the
+    engine's flat weight layout like the other agents' networks: the trainable weights packed,
+    the statistics kept in the layers' own variables and updated by each training-mode call.
 
     Args:
         nb_actions: size of the action vector; the action space must be a bounded `Box` of

@@ -40,7 +40,9 @@ def flat_layout_fits(models: list[keras.Model], optimizers: list[keras.optimizer
     """Whether the flat layout computes exactly what the models' own variables would.
 
     True when every optimizer is one of Keras' element-wise optimizers without weight-decay
-    exclusions, and every model holds only float32 trainable weights and no non-trainable ones.
+    exclusions, and every model's trainable weights are float32. Non-trainable weights (batch
+    normalisation's statistics, a dropout's seed) stay the model's own variables, updated by the
+    training step as a plain call would update them.
     """
     for optimizer in optimizers:
         cls = type(optimizer)
@@ -50,9 +52,7 @@ def flat_layout_fits(models: list[keras.Model], optimizers: list[keras.optimizer
             optimizer, "_exclude_from_weight_decay_pattern", None
         ):
             return False
-    return all(
-        not m.non_trainable_variables and all(v.dtype == "float32" for v in m.trainable_variables) for m in models
-    )
+    return all(all(v.dtype == "float32" for v in m.trainable_variables) for m in models)
 
 
 class VariableWeights:
@@ -115,7 +115,7 @@ class ParameterWeights(VariableWeights):
 
     @property
     def state(self) -> list:
-        """The one trained variable."""
+        """The one trained variable, which is all a target copy of it needs."""
         return [self.variable]
 
     def __call__(self, inputs: Any, training: bool) -> tf.Tensor:
@@ -125,8 +125,10 @@ class ParameterWeights(VariableWeights):
 class FlatWeights(VariableWeights):
     """A network trained through variables of its own, its small weight arrays packed into one.
 
-    Arrays of `PACK_MAX_SIZE` elements or more get a variable each. The model's own variables
-    are refreshed by `push` and read back by `pull`.
+    Arrays of `PACK_MAX_SIZE` elements or more get a variable each. The model's own trainable
+    variables are refreshed by `push` and read back by `pull`. Its non-trainable variables (for
+    example batch normalisation's moving statistics) are used as they are: a training-mode call
+    writes their new values back to them, as calling the model itself does.
     """
 
     def __init__(self, model: keras.Model, name: str):
@@ -151,8 +153,8 @@ class FlatWeights(VariableWeights):
 
     @property
     def state(self) -> list:
-        """The same as `variables`: the network is defined by them while training."""
-        return self.variables
+        """`variables`, then the model's non-trainable variables: what defines the network while training."""
+        return self.variables + list(self.model.non_trainable_variables)
 
     def _values(self) -> list[tf.Tensor]:
         values: list[Any] = [None] * len(self.shapes)
@@ -164,7 +166,11 @@ class FlatWeights(VariableWeights):
         return values
 
     def __call__(self, inputs: Any, training: bool) -> tf.Tensor:
-        outputs, _ = self.model.stateless_call(self._values(), [], inputs, training=training)
+        own = self.model.non_trainable_variables
+        outputs, updated = self.model.stateless_call(self._values(), [v.value for v in own], inputs, training=training)
+        if training:  # what the layers' own assignments would have written (inference writes nothing)
+            for variable, value in zip(own, updated):
+                variable.assign(value)
         return outputs
 
     def clip_by_norm(self, grads: list[tf.Tensor], clipnorm: float) -> list[tf.Tensor]:

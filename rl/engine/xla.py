@@ -10,10 +10,12 @@ import tensorflow as tf
 
 __all__ = ["XLA_MAX_WEIGHTS", "XLA_MIN_STEPS", "accelerator_visible", "resolve_jit_compile", "xla_pays"]
 
-# On CPUs, training runs that end at this many steps or more compile their step with XLA...
 XLA_MIN_STEPS = 10_000
-# ... when the networks are small: no trainable weight array has this many values.
+"""With `jit_compile="auto"` on a CPU, training runs that end at this many steps or more compile
+their step with XLA (when the networks are small: see `XLA_MAX_WEIGHTS`)."""
+
 XLA_MAX_WEIGHTS = 4096
+"""Networks count as small for `jit_compile="auto"` when no trainable weight array has this many values."""
 
 
 def accelerator_visible() -> bool:
