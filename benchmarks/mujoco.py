@@ -315,11 +315,12 @@ def make_agent(algo: str, config: dict, env, seed: int):
     return agent
 
 
-def make_env(name: str, max_episode_steps: int | None = None):
+def make_env(name: str, max_episode_steps: int | None = None, xml_file: str | None = None):
     import gymnasium as gym
 
+    model = {} if xml_file is None else {"xml_file": xml_file}
     try:
-        return gym.make(name, max_episode_steps=max_episode_steps)
+        return gym.make(name, max_episode_steps=max_episode_steps, **model)
     except (ImportError, gym.error.DependencyNotInstalled) as e:
         raise SystemExit(f"{name} needs MuJoCo: `pip install -e '.[mujoco]'`. ({e})") from e
 
@@ -331,8 +332,8 @@ def run_ours(args, config: dict, out: str) -> list[dict]:
 
     csv_path, ckpt = os.path.join(out, "progress.csv"), os.path.join(out, "ckpt")
     keras.utils.set_random_seed(args.seed)  # the networks' initial weights
-    env = make_env(args.env)
-    eval_env = make_env(args.env, args.eval_episode_steps)
+    env = make_env(args.env, xml_file=args.xml_file)
+    eval_env = make_env(args.env, args.eval_episode_steps, args.xml_file)
     agent = make_agent(args.algo, config, env, args.seed)
     resumed = os.path.exists(os.path.join(ckpt, "checkpoint.json"))
     if resumed:
@@ -449,7 +450,8 @@ def run_sb3(args, config: dict, out: str) -> list[dict]:
         torch.set_num_threads(args.sb3_threads)
     csv_path, folder = os.path.join(out, "progress.csv"), os.path.join(out, "sb3_ckpt")
     os.makedirs(folder, exist_ok=True)
-    env, eval_env = make_env(args.env), make_env(args.env, args.eval_episode_steps)
+    env = make_env(args.env, xml_file=args.xml_file)
+    eval_env = make_env(args.env, args.eval_episode_steps, args.xml_file)
     latest = os.path.join(folder, "latest")
     if os.path.exists(latest):
         with open(latest) as f:
@@ -527,6 +529,12 @@ def parse(argv=None):
         type=int,
         help="override the config's random start steps (e.g. the TD3 paper's 10000 / 1000; smoke runs)",
     )
+    parser.add_argument(
+        "--xml-file",
+        help="the task's MuJoCo model, passed to gymnasium.make (a file of gymnasium's assets folder, e.g. "
+        "walker2d.xml: Walker2d-v4's model, whose feet have different frictions, in the v5 task; default: the "
+        "v5 task's own)",
+    )
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: small nets, short warm-up
     parser.add_argument("--eval-episode-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests
     args = parser.parse_args(argv)
@@ -549,7 +557,12 @@ def main(argv=None) -> list[dict]:
     if args.start_steps is not None:
         config["start_steps"] = args.start_steps
     out = args.out or os.path.join(
-        ROOT, "runs", "mujoco", f"{args.algo}-{args.env}-s{args.seed}" + ("-sb3" if args.sb3 else "")
+        ROOT,
+        "runs",
+        "mujoco",
+        f"{args.algo}-{args.env}-s{args.seed}"
+        + ("" if args.xml_file is None else "-" + os.path.splitext(os.path.basename(args.xml_file))[0])
+        + ("-sb3" if args.sb3 else ""),
     )
     os.makedirs(out, exist_ok=True)
     check_config(
@@ -564,6 +577,7 @@ def main(argv=None) -> list[dict]:
             "eval_episode_steps": args.eval_episode_steps,
             "steps": args.steps,
             **config,
+            **({} if args.xml_file is None else {"xml_file": args.xml_file}),
         },
     )
     print(f"{'sb3' if args.sb3 else 'ours'} {args.algo} {args.env} seed {args.seed}: {json.dumps(config)}", flush=True)

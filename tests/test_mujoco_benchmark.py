@@ -115,3 +115,20 @@ def test_a_run_killed_at_any_moment_resumes(bench, tmp_path, monkeypatch):
     steps = [int(r["step"]) for r in rows]
     assert steps == list(range(300, step + 301, 300))
     assert checkpoint_step(out) == step + 300
+
+
+def test_another_model_file_is_used_recorded_and_kept_on_resume(bench, tmp_path):
+    # Walker2d-v5 with v4's model (its feet have frictions 0.9 and 1.9; v5's both 1.9).
+    env = bench.make_env("Walker2d-v5", xml_file="walker2d.xml")
+    feet = ("foot_geom", "foot_left_geom")
+    assert [float(env.unwrapped.model.geom(name).friction[0]) for name in feet] == pytest.approx([0.9, 1.9])
+    v5 = bench.make_env("Walker2d-v5")
+    assert [float(v5.unwrapped.model.geom(name).friction[0]) for name in feet] == pytest.approx([1.9, 1.9])
+    out = str(tmp_path / "walker-v4-model")
+    args = ["--algo", "td3", "--env", "Walker2d-v5", "--eval-every", "150", "--eval-episodes", "1", "--tiny"]
+    args += ["--eval-episode-steps", "50", "--steps", "150", "--out", out]
+    bench.main(args + ["--xml-file", "walker2d.xml"])
+    with open(os.path.join(out, "config.json")) as f:
+        assert json.load(f)["xml_file"] == "walker2d.xml"
+    with pytest.raises(SystemExit, match="other settings .*xml_file"):
+        bench.main(args)  # the same folder without the model file is another run
