@@ -556,3 +556,42 @@ def test_fast_direct_call_is_active():
     assert direct_mode() == "execute"
     # and each fallback computes the same thing, applying the variable update once
     assert _mode_works("call_flat") and _mode_works("public")
+
+
+@pytest.mark.parametrize("when", ["before the agent", "after the agent"])
+def test_a_frozen_layer_stays_as_it_was_in_either_layout(when):
+    """A layer frozen with `trainable = False` holds non-trainable weights: the flat layout packs
+    the rest, leaves the frozen weights untouched, and trains what the variable layout trains. A
+    layer frozen after the agent cloned its target critic leaves the two split differently: then
+    the variable layout is used."""
+    results = []
+    for flat in (True, False):
+        env = CountingEnv(terminate_at=20)
+        keras.utils.set_random_seed(4)
+        actor, critic, action_in = small_models(env.observation_space.shape)
+        frozen = next(layer for layer in critic.layers if isinstance(layer, layers.Dense))
+        if when == "before the agent":
+            frozen.trainable = False
+        agent = DDPGAgent(
+            nb_actions=1,
+            actor=actor,
+            critic=critic,
+            critic_action_input=action_in,
+            memory=SequentialMemory(limit=1000, seed=4),
+            nb_steps_warmup_critic=20,
+            nb_steps_warmup_actor=20,
+            random_process=OrnsteinUhlenbeckProcess(theta=0.15, sigma=0.3, size=1, seed=4),
+            batch_size=8,
+        )
+        frozen.trainable = False
+        before = [w.copy() for w in frozen.get_weights()]
+        agent._flat_allowed = flat
+        agent.compile(keras.optimizers.Adam(learning_rate=1e-3))
+        assert agent.flat_weights is (flat and when == "before the agent")
+        assert agent.critic.non_trainable_weights
+        agent.fit(env, nb_steps=120, verbose=0, seed=4)
+        for a, b in zip(before, frozen.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        results.append([w for m in agent.models.values() for w in m.get_weights()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

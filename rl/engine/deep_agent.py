@@ -200,7 +200,10 @@ class DeepAgent(Agent):
         self._metric_fns, self._metric_names = _resolve_metrics(metrics)
         self._push()  # a re-compile keeps the weights trained so far
         roles = list(self.models)
-        flat = self._flat_allowed and flat_layout_fits([self.models[r] for r in roles], list(optimizers.values()))
+        pairs = [(self.models[t], self.models[s]) for t, s in self.targets.items()]
+        flat = self._flat_allowed and flat_layout_fits(
+            [self.models[r] for r in roles], list(optimizers.values()), pairs
+        )
         self.nets = Nets(
             {r: FlatWeights(self.models[r], f"{r}_weights") if flat else VariableWeights(self.models[r]) for r in roles}
         )

@@ -36,13 +36,20 @@ PACK_MAX_SIZE = 4096
 _ELEMENTWISE_OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "Lion", "Ftrl")
 
 
-def flat_layout_fits(models: list[keras.Model], optimizers: list[keras.optimizers.Optimizer]) -> bool:
+def flat_layout_fits(
+    models: list[keras.Model],
+    optimizers: list[keras.optimizers.Optimizer],
+    pairs: list[tuple[keras.Model, keras.Model]] = (),
+) -> bool:
     """Whether the flat layout computes exactly what the models' own variables would.
 
     True when every optimizer is one of Keras' element-wise optimizers without weight-decay
-    exclusions, and every model's trainable weights are float32. Non-trainable weights (batch
-    normalisation's statistics, a dropout's seed) stay the model's own variables, updated by the
-    training step as a plain call would update them.
+    exclusions, every model's trainable weights are float32, and the two models of each pair (a
+    target network and its source, which target updates copy between) split their weights into
+    trainable and non-trainable alike (a layer frozen after its target was cloned does not).
+    Non-trainable weights (batch normalisation's statistics, a dropout's seed, a frozen layer's
+    weights) stay the model's own variables, updated by the training step as a plain call would
+    update them.
     """
     for optimizer in optimizers:
         cls = type(optimizer)
@@ -52,6 +59,10 @@ def flat_layout_fits(models: list[keras.Model], optimizers: list[keras.optimizer
             optimizer, "_exclude_from_weight_decay_pattern", None
         ):
             return False
+    for a, b in pairs:
+        for part in ("trainable_variables", "non_trainable_variables"):
+            if [tuple(v.shape) for v in getattr(a, part)] != [tuple(v.shape) for v in getattr(b, part)]:
+                return False
     return all(all(v.dtype == "float32" for v in m.trainable_variables) for m in models)
 
 
@@ -167,10 +178,13 @@ class FlatWeights(VariableWeights):
 
     def __call__(self, inputs: Any, training: bool) -> tf.Tensor:
         own = self.model.non_trainable_variables
-        outputs, updated = self.model.stateless_call(self._values(), [v.value for v in own], inputs, training=training)
-        if training:  # what the layers' own assignments would have written (inference writes nothing)
-            for variable, value in zip(own, updated):
-                variable.assign(value)
+        given = [v.value for v in own]
+        outputs, updated = self.model.stateless_call(self._values(), given, inputs, training=training)
+        # What the layers' own assignments would have written; a value no layer assigned comes back
+        # as the tensor given (a frozen layer's weights, every value in inference) and is not written.
+        for variable, before, after in zip(own, given, updated):
+            if after is not before:
+                variable.assign(after)
         return outputs
 
     def clip_by_norm(self, grads: list[tf.Tensor], clipnorm: float) -> list[tf.Tensor]:
