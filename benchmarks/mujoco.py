@@ -543,7 +543,19 @@ def parse(argv=None):
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.start_steps is not None and args.start_steps < 0:
         parser.error("--start-steps must be at least 0")
+    if args.xml_file is not None and not os.path.isfile(model_path(args.xml_file)):
+        parser.error(f"--xml-file must name a MuJoCo model file. Received: --xml-file {args.xml_file} (not found)")
     return args
+
+
+def model_path(xml_file: str) -> str:
+    """Where gymnasium reads `xml_file` from: a path as given (starting with `.`, `/` or `~`), or else
+    a file of its MuJoCo tasks' assets folder."""
+    if xml_file.startswith((".", "/", "~")):
+        return os.path.expanduser(xml_file)
+    import gymnasium
+
+    return os.path.join(os.path.dirname(gymnasium.__file__), "envs", "mujoco", "assets", xml_file)
 
 
 def main(argv=None) -> list[dict]:

@@ -132,3 +132,10 @@ def test_another_model_file_is_used_recorded_and_kept_on_resume(bench, tmp_path)
         assert json.load(f)["xml_file"] == "walker2d.xml"
     with pytest.raises(SystemExit, match="other settings .*xml_file"):
         bench.main(args)  # the same folder without the model file is another run
+    with open(os.path.join(out, "config.json")) as f:
+        saved = f.read()
+    with pytest.raises(SystemExit) as refused:
+        bench.main(args + ["--xml-file", "no_such_model.xml"])  # refused before anything is written
+    assert refused.value.code == 2
+    with open(os.path.join(out, "config.json")) as f:
+        assert f.read() == saved
